@@ -1,0 +1,291 @@
+"""Episodes -> LLaVA-format conversation records, and the dataset folder that holds them.
+
+A dataset folder (DESIGN §3)::
+
+    data.json          list of records, what LLaVA/LLaRA trainers read
+    images/<episode>/<frame>.png
+    manifest.json      sources, counts per task kind, generator version, seed, skipped kinds
+    shards/<episode>.jsonl, shards/<episode>.meta.json   one pair per converted episode
+
+Records are written per episode into a shard (images first, then the shard
+with an atomic rename), and ``data.json`` is assembled from the shards by
+:meth:`DatasetWriter.finalize`. That makes conversion resumable — a shard that
+exists is a finished episode — and a killed run never leaves half a record.
+
+A record is ``{"id", "image", "conversations": [{"from": "human", …}, {"from": "gpt", …}], "task"}``;
+``task`` (the task kind) is an extra key LLaVA ignores and our trainer uses for mixing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llara_core.actions import render_step
+from llara_core.episodes import Episode
+from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, dinbc_prompt, inbc_prompt
+
+GENERATOR = "llara_core.conversations"
+GENERATOR_VERSION = "1"
+TASK_KINDS: tuple[str, ...] = ("inbc", "d_inbc", *AUX_TASKS)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One question/answer about one frame of an episode, before it becomes a record."""
+
+    kind: str
+    question: str
+    answer: str
+    frame_index: int
+
+
+def episode_samples(episode: Episode, kinds: Sequence[str], seed: int = 0) -> tuple[list[Sample], dict[str, str]]:
+    """All samples of the requested task kinds for one episode, plus ``{kind: reason}`` for kinds skipped.
+
+    inBC/D-inBC give one sample per step: the observation before the step, the
+    steps already done as history, and the next step as the answer (LLaRA's
+    closed loop executes one step, then re-queries). D-inBC and the auxiliary
+    tasks need object boxes; without them they are skipped with a reason.
+    """
+    unknown = [k for k in kinds if k not in TASK_KINDS]
+    if unknown:
+        raise ValueError(f"unknown task kinds {unknown}; choose from {list(TASK_KINDS)}")
+    rng = random.Random(f"{seed}:{episode.episode_id}")
+    actions = episode.action_steps()
+    steps = episode.steps()
+    samples: list[Sample] = []
+    skipped: dict[str, str] = {}
+    if not actions:
+        return [], {k: "episode has no complete pick/place step (no grasp)" for k in kinds}
+    for kind in kinds:
+        got: list[Sample] = []
+        if kind in ("inbc", "d_inbc"):
+            for k, (act, st) in enumerate(zip(actions, steps)):
+                history = actions[:k]
+                if kind == "inbc":
+                    q = inbc_prompt(episode.instruction, kind=episode.kind, history=history, rng=rng)
+                else:
+                    objs = episode.objects_at(st.obs_frame)
+                    if not objs:
+                        continue
+                    q = dinbc_prompt(episode.instruction, objs, kind=episode.kind, history=history, rng=rng)
+                got.append(Sample(kind, q, render_step(act, k + 1), st.obs_frame))
+        else:
+            got = [Sample(kind, qa.question, qa.answer, qa.frame_index) for qa in AUX_TASKS[kind](episode, rng)]
+        if got:
+            samples.extend(got)
+        else:
+            skipped[kind] = "no object boxes in the episode" if kind != "inbc" else "no step"
+    return samples, skipped
+
+
+def make_record(record_id: str, image: str, question: str, answer: str, task: str) -> dict[str, Any]:
+    """One LLaVA-format record."""
+    return {
+        "id": record_id,
+        "image": image,
+        "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
+        "task": task,
+    }
+
+
+class DatasetError(ValueError):
+    """A dataset record is invalid; ``position`` is its 0-based index in reading order."""
+
+    def __init__(self, message: str, position: int | None = None, record_id: str | None = None) -> None:
+        where = "" if position is None else f"record {position}" + (f" (id={record_id!r})" if record_id else "") + ": "
+        super().__init__(where + message)
+        self.position = position
+        self.record_id = record_id
+
+
+def validate_record(rec: Any, root: Path | None = None) -> str | None:
+    """Why ``rec`` is not a valid record (None when it is). With ``root``, the image must exist."""
+    if not isinstance(rec, dict):
+        return f"expected an object, got {type(rec).__name__}"
+    if not isinstance(rec.get("id"), str) or not rec["id"]:
+        return "missing or empty 'id'"
+    image = rec.get("image")
+    if not isinstance(image, str) or not image:
+        return "missing 'image' path"
+    if os.path.isabs(image) or ".." in Path(image).parts:
+        return f"image path {image!r} must be relative to the dataset folder"
+    if root is not None and not (root / image).is_file():
+        return f"image {image!r} does not exist"
+    conv = rec.get("conversations")
+    if not isinstance(conv, list) or len(conv) < 2 or len(conv) % 2:
+        return "'conversations' must be a non-empty list of human/gpt pairs"
+    for i, turn in enumerate(conv):
+        want = "human" if i % 2 == 0 else "gpt"
+        if not isinstance(turn, dict) or turn.get("from") != want or not isinstance(turn.get("value"), str):
+            return f"turn {i} must be {{'from': '{want}', 'value': str}}"
+        if not turn["value"].strip():
+            return f"turn {i} has an empty value"
+    if sum(t["value"].count(IMAGE_TOKEN) for t in conv) != 1 or IMAGE_TOKEN not in conv[0]["value"]:
+        return f"the first human turn must hold the only {IMAGE_TOKEN} token"
+    return None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+
+
+def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
+    """RGB uint8 image -> PNG bytes (OpenCV, which wants BGR)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:  # pragma: no cover - cv2 only fails on unsupported dtypes, which Episode rejects
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+class DatasetWriter:
+    """Write episodes into a dataset folder, resumably; see the module docstring."""
+
+    def __init__(self, root: str | os.PathLike[str], kinds: Sequence[str] = TASK_KINDS, seed: int = 0) -> None:
+        unknown = [k for k in kinds if k not in TASK_KINDS]
+        if unknown:
+            raise ValueError(f"unknown task kinds {unknown}; choose from {list(TASK_KINDS)}")
+        self.root = Path(root)
+        self.kinds = list(kinds)
+        self.seed = seed
+        (self.root / "shards").mkdir(parents=True, exist_ok=True)
+
+    def _shard(self, episode_id: str) -> Path:
+        return self.root / "shards" / f"{episode_id}.jsonl"
+
+    def has_episode(self, episode_id: str) -> bool:
+        """True when the episode was fully written before (resume skips it)."""
+        return self._shard(episode_id).is_file()
+
+    def add_episode(self, episode: Episode, source: str | None = None) -> dict[str, int]:
+        """Write one episode's images and records; returns samples per kind. Idempotent per episode id."""
+        eid = episode.episode_id
+        if not _SAFE_ID.match(eid):
+            raise ValueError(f"episode id {eid!r} must match {_SAFE_ID.pattern} (it names files)")
+        if self.has_episode(eid):
+            return dict(Counter(r["task"] for r in _read_jsonl(self._shard(eid))))
+        samples, skipped = episode_samples(episode, self.kinds, self.seed)
+        images: dict[int, str] = {}
+        for fi in sorted({s.frame_index for s in samples}):
+            rel = f"images/{eid}/{fi:06d}.png"
+            atomic_write_bytes(self.root / rel, encode_png(episode.frames[fi].image))
+            images[fi] = rel
+        records = [
+            make_record(f"{eid}/{s.kind}/{n:04d}", images[s.frame_index], s.question, s.answer, s.kind)
+            for n, s in enumerate(samples)
+        ]
+        counts = dict(Counter(s.kind for s in samples))
+        meta = {"id": eid, "source": source, "instruction": episode.instruction, "samples": counts, "skipped": skipped}
+        atomic_write_json(self.root / "shards" / f"{eid}.meta.json", meta)
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        atomic_write_bytes(self._shard(eid), body.encode())  # the commit point of this episode
+        return counts
+
+    def finalize(self, extra: dict[str, Any] | None = None) -> Path:
+        """Assemble ``data.json`` and ``manifest.json`` from every finished shard; returns ``data.json``."""
+        records: list[dict[str, Any]] = []
+        episodes: list[dict[str, Any]] = []
+        for shard in sorted((self.root / "shards").glob("*.jsonl")):
+            records.extend(_read_jsonl(shard))
+            meta_path = shard.with_suffix(".meta.json")
+            episodes.append(json.loads(meta_path.read_text()) if meta_path.is_file() else {"id": shard.stem})
+        data = self.root / "data.json"
+        atomic_write_json(data, records)
+        manifest = {
+            "generator": GENERATOR,
+            "generator_version": GENERATOR_VERSION,
+            "created_unix": time.time(),
+            "seed": self.seed,
+            "task_kinds": self.kinds,
+            "counts": dict(sorted(Counter(r.get("task", "unknown") for r in records).items())),
+            "total": len(records),
+            "sources": sorted({e["source"] for e in episodes if e.get("source")}),
+            "episodes": episodes,
+            **(extra or {}),
+        }
+        atomic_write_json(self.root / "manifest.json", manifest)
+        return data
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path.name} line {n}: invalid JSON ({exc.msg})") from exc
+    return out
+
+
+def write_dataset(
+    root: str | os.PathLike[str], episodes: Iterable[Episode], kinds: Sequence[str] = TASK_KINDS, seed: int = 0
+) -> Path:
+    """Convenience: write every episode and finalize. Returns the path of ``data.json``."""
+    writer = DatasetWriter(root, kinds, seed)
+    for ep in episodes:
+        writer.add_episode(ep)
+    return writer.finalize()
+
+
+def read_dataset(root: str | os.PathLike[str], check_images: bool = True) -> list[dict[str, Any]]:
+    """Read and validate a dataset folder (``data.json``, else ``*.jsonl`` shards).
+
+    Raises :class:`DatasetError` naming the first bad record and its position,
+    or a duplicate id — the trainer must not silently drop samples.
+    """
+    base = Path(root)
+    data = base / "data.json"
+    if data.is_file():
+        try:
+            records = json.loads(data.read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{data}: invalid JSON at line {exc.lineno} ({exc.msg})") from exc
+        if not isinstance(records, list):
+            raise DatasetError(f"{data} must hold a JSON list of records")
+    else:
+        shards = sorted(base.glob("*.jsonl")) or sorted((base / "shards").glob("*.jsonl"))
+        if not shards:
+            raise DatasetError(f"{base} holds neither data.json nor *.jsonl shards")
+        records = [r for s in shards for r in _read_jsonl(s)]
+    seen: set[str] = set()
+    for i, rec in enumerate(records):
+        problem = validate_record(rec, base if check_images else None)
+        rid = rec.get("id") if isinstance(rec, dict) else None
+        if problem is None and rid in seen:
+            problem = "duplicate id"
+        if problem is not None:
+            raise DatasetError(problem, i, rid if isinstance(rid, str) else None)
+        seen.add(rid)
+    return records
