@@ -46,9 +46,7 @@ _LINE = re.compile(
     + r"\s*(?:,\s*rotate\s+<r>\s*\[?\s*(?P<rot>"
     + _NUM
     + r")\s*\]?\s*</r>\s*degrees?)?"
-    r"\s*,?\s*(?:and\s+)?(?P<verb2>drop\s+it|stop|place\s+it|put\s+it)\s+at\s+"
-    + _POINT.format(n="q")
-    + r"\s*\.?\s*$",
+    r"\s*,?\s*(?:and\s+)?(?P<verb2>drop\s+it|stop|place\s+it|put\s+it)\s+at\s+" + _POINT.format(n="q") + r"\s*\.?\s*$",
     re.IGNORECASE | re.DOTALL,
 )
 _OBJECT = re.compile(r"<p>(?P<obj>.*?)</p>", re.DOTALL)
@@ -148,9 +146,7 @@ def _quantize_rotation(v: float) -> float:
     return round(float(v), COORD_DECIMALS) + 0.0
 
 
-def _validate(
-    pick: tuple[float, float], place: tuple[float, float], rotation: float
-) -> tuple[ErrorCode, str] | None:
+def _validate(pick: tuple[float, float], place: tuple[float, float], rotation: float) -> tuple[ErrorCode, str] | None:
     values = [*pick, *place, rotation]
     if len(pick) != 2 or len(place) != 2:
         return "malformed", "points need exactly two coordinates"
@@ -213,7 +209,9 @@ def _parse_segment(lineno: int, seg: str) -> ActionStep | ParseError | None:
         if len(points) < 2:
             # A second "<b>(" that never closes means the generator stopped mid-point.
             opened = body.lower().count("<b>")
-            code: ErrorCode = "truncated" if opened > len(points) or not body.rstrip().endswith(".") else "missing_place"
+            code: ErrorCode = (
+                "truncated" if opened > len(points) or not body.rstrip().endswith(".") else "missing_place"
+            )
             msg = "line ends before the step is complete" if code == "truncated" else "step has no place point"
             return ParseError(code, msg, lineno, seg, index)
         return ParseError("malformed", "line does not follow the action format", lineno, seg, index)
@@ -243,7 +241,9 @@ def parse_actions(text: str) -> ParseResult:
     first step (LLaRA's closed loop) when that one is sound.
     """
     if not isinstance(text, str):
-        return ParseResult([], [ParseError("malformed", f"expected str, got {type(text).__name__}", 0, repr(text)[:200])])
+        return ParseResult(
+            [], [ParseError("malformed", f"expected str, got {type(text).__name__}", 0, repr(text)[:200])]
+        )
     if not text.strip():
         return ParseResult([], [ParseError("empty", "model output is empty", 0, "")])
     steps: list[ActionStep] = []

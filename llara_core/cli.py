@@ -32,10 +32,19 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     out = {
         "ok": res.ok,
         "steps": [
-            {"index": s.index, "kind": s.kind, "object": s.object, "pick": s.pick, "place": s.place, "rotation_deg": s.rotation_deg}
+            {
+                "index": s.index,
+                "kind": s.kind,
+                "object": s.object,
+                "pick": s.pick,
+                "place": s.place,
+                "rotation_deg": s.rotation_deg,
+            }
             for s in res.steps
         ],
-        "errors": [{"line": e.line, "index": e.index, "code": e.code, "message": e.message, "text": e.text} for e in res.errors],
+        "errors": [
+            {"line": e.line, "index": e.index, "code": e.code, "message": e.message, "text": e.text} for e in res.errors
+        ],
     }
     print(json.dumps(out, indent=2))
     return 0 if res.ok else 1

@@ -74,7 +74,7 @@ def episode_samples(episode: Episode, kinds: Sequence[str], seed: int = 0) -> tu
     for kind in kinds:
         got: list[Sample] = []
         if kind in ("inbc", "d_inbc"):
-            for k, (act, st) in enumerate(zip(actions, steps)):
+            for k, (act, st) in enumerate(zip(actions, steps, strict=True)):
                 history = actions[:k]
                 if kind == "inbc":
                     q = inbc_prompt(episode.instruction, kind=episode.kind, history=history, rng=rng)

@@ -9,6 +9,7 @@ never stored, so every producer only has to record what it observed.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -118,7 +119,7 @@ class Episode:
         if not self.frames:
             raise EpisodeError(f"episode {self.episode_id!r} has no camera frames")
         for name, stamps in (("frame", [f.stamp for f in self.frames]), ("state", [s.stamp for s in self.states])):
-            if any(b < a for a, b in zip(stamps, stamps[1:])):
+            if any(b < a for a, b in itertools.pairwise(stamps)):
                 raise EpisodeError(f"episode {self.episode_id!r}: {name} stamps are not sorted")
         shape = (self.camera.height, self.camera.width, 3)
         for i, f in enumerate(self.frames):

@@ -154,7 +154,7 @@ class CameraModel:
         import cv2
 
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-        out = cv2.undistortPoints(p.reshape(-1, 1, 2), self.K, self.D, None, self.K, criteria)
+        out = cv2.undistortPoints(p.reshape(-1, 1, 2), self.K, self.D, R=np.eye(3), P=self.K, criteria=criteria)
         return _out(out.reshape(-1, 2).astype(np.float64), single)
 
     # -- rays and projection -------------------------------------------------------------------

@@ -182,7 +182,11 @@ def inbc_prompt(
     ``history`` (the steps already executed) re-queries the model in LLaRA's
     closed loop; it is rendered one step per line after "You have finished:".
     """
-    lines = [IMAGE_TOKEN, f"<task>{instruction}</task>", f"{_pick(ACTION_REQUESTS, rng, request_index)} {ACTION_FORMAT[kind]}"]
+    lines = [
+        IMAGE_TOKEN,
+        f"<task>{instruction}</task>",
+        f"{_pick(ACTION_REQUESTS, rng, request_index)} {ACTION_FORMAT[kind]}",
+    ]
     if history:
         lines.append(f"You have finished: {render_actions(history)}")
     return "\n".join(lines)
@@ -228,7 +232,14 @@ def localization(episode: Episode, rng: random.Random) -> list[QA]:
     A ``<b>(0.412, 0.633), {0.080, 0.065}</b>``
     """
     objs = episode.objects_at(0) or []
-    return [QA(_q(f"{_pick(LOCALIZATION_REQUESTS, rng, None).format(object=f'<p>{b.name}</p>')} {BOX_FORMAT}"), format_box(b), 0) for b in objs]
+    return [
+        QA(
+            _q(f"{_pick(LOCALIZATION_REQUESTS, rng, None).format(object=f'<p>{b.name}</p>')} {BOX_FORMAT}"),
+            format_box(b),
+            0,
+        )
+        for b in objs
+    ]
 
 
 def detection(episode: Episode, rng: random.Random) -> list[QA]:
@@ -247,7 +258,7 @@ def detection(episode: Episode, rng: random.Random) -> list[QA]:
 def _step_context(episode: Episode) -> list[tuple[ActionStep, list[ObjectBox], list[ObjectBox], int]]:
     """(action, boxes before, boxes after, obs frame) for steps whose frames have boxes."""
     out = []
-    for act, st in zip(episode.action_steps(), episode.steps()):
+    for act, st in zip(episode.action_steps(), episode.steps(), strict=True):
         before, after = episode.objects_at(st.obs_frame), episode.objects_at(st.end_frame)
         if before and after:
             out.append((act, before, after, st.obs_frame))
@@ -337,7 +348,13 @@ def temporal_relationship(episode: Episode, rng: random.Random, max_pairs: int =
             a1, b1 = now[a0.name], now[b0.name]
             d0, d1 = math.dist(a0.center, b0.center), math.dist(a1.center, b1.center)
             change = d1 - d0
-            verdict = "move closer" if change < -SAME_DISTANCE_TOL else "move apart" if change > SAME_DISTANCE_TOL else "keep their distance"
+            verdict = (
+                "move closer"
+                if change < -SAME_DISTANCE_TOL
+                else "move apart"
+                if change > SAME_DISTANCE_TOL
+                else "keep their distance"
+            )
             ddx = (a1.cx - b1.cx) - (a0.cx - b0.cx)
             ddy = (a1.cy - b1.cy) - (a0.cy - b0.cy)
             q = _pick(TEMPORAL_REQUESTS, rng, None).format(

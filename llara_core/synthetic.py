@@ -35,6 +35,7 @@ BLOCK_SIZE = 0.05  # m, cube edge
 PAD_SIZE = 0.10  # m, square pad edge
 WORKSPACE = ((0.35, 0.70), (-0.25, 0.25))  # x, y ranges on the table (m)
 TABLE_RGB = (200, 190, 170)
+LIFT = np.array([0.0, 0.0, 0.12])  # m, approach/retreat height above grasp and place
 
 
 @dataclass
@@ -82,7 +83,7 @@ def make_episode(
     pad = _Item(f"{colors[0]} pad", COLORS[colors[0]], pos[0], 0.0, PAD_SIZE, 0.0)
     blocks = [
         _Item(f"{c} block", COLORS[c], p, math.radians(rng.uniform(-40, 40)), BLOCK_SIZE, BLOCK_SIZE)
-        for c, p in zip(colors[1:], pos[1:])
+        for c, p in zip(colors[1:], pos[1:], strict=True)
     ]
     movers = blocks[:n_steps]
     names = " and ".join(f"the {b.name}" for b in movers)
@@ -110,7 +111,7 @@ def make_episode(
     for k, blk in enumerate(movers):
         grasp = np.array([*blk.xy, blk.height / 2])
         ee_yaw = blk.yaw
-        for p in (grasp + [0, 0, 0.12], grasp):
+        for p in (grasp + LIFT, grasp):
             ee = p
             snap()
         closed, held = True, blk
@@ -119,13 +120,13 @@ def make_episode(
         offset = (np.array([(k % 2) - 0.5, (k // 2) - 0.5]) * 0.04) if n_steps > 1 else np.zeros(2)
         place = np.array([*(pad.xy + offset), blk.height / 2])
         yaw0 = blk.yaw
-        for p, ee_yaw in ((grasp + [0, 0, 0.12], yaw0), (place + [0, 0, 0.12], yaw0 + turn), (place, yaw0 + turn)):
+        for p, ee_yaw in ((grasp + LIFT, yaw0), (place + LIFT, yaw0 + turn), (place, yaw0 + turn)):
             ee = p
             blk.xy, blk.yaw = p[:2].copy(), ee_yaw
             snap()
         closed, held = False, None
         snap()  # place keyframe
-        ee = place + [0, 0, 0.12]
+        ee = place + LIFT
         snap()
     return Episode(
         episode_id=f"synthetic-{seed:06d}",

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (Python 3.11, no ROS):  make demo   |   make test
+# torch==2.13.0 is installed first, alone: it resolves to the local CPU wheel, and any
+# later package that asks for torch is then satisfied instead of pulling CUDA builds.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test test-slow lint clean
+
+$(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(PIP) install -q -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import torch, transformers, rosbags, mujoco, pinocchio, cv2, rclpy; assert torch.__version__.startswith('2.13.0')"
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/llara demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check llara_core llara_ros test setup.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
