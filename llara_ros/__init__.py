@@ -1,0 +1,1 @@
+"""llara_ros: thin rclpy nodes around llara_core (message conversion, parameters, topics)."""
