@@ -19,7 +19,7 @@ import numpy as np
 STAGES_MISSING = [
     ("MuJoCo tabletop simulator, arm URDF, scripted expert", "issue #4"),
     ("VLM policy runtime, training, shipped demo model, closed-loop eval", "issue #5"),
-    ("rosbag2 recording and convert_bags", "issue #6"),
+    ("rosbag2 recorder node, convert_bags ROS node, --workers, benchmark", "issue #6"),
     ("policy/action ROS nodes over DDS", "later issues"),
 ]
 
@@ -109,6 +109,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from llara_core.bags import BagTopics
+    from llara_core.conversations import TASK_KINDS
+    from llara_core.convert import convert_bags
+
+    kinds = args.kinds.split(",") if args.kinds else list(TASK_KINDS)
+    topics = BagTopics(**{k: v for k, v in vars(args).items() if k in BagTopics.__dataclass_fields__ and v})
+    report = convert_bags(args.bags, args.out, kinds=kinds, topics=topics, instruction=args.instruction)
+    print(
+        f"converted {len(report['converted'])}, already converted {len(report['already_converted'])}, "
+        f"skipped {len(report['skipped'])}; samples {report['samples']}"
+    )
+    for s in report["skipped"]:
+        print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
+    return 2 if report["skipped"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="llara",
@@ -124,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("validate-dataset", help="check every record of a LLaVA-format dataset folder")
     sv.add_argument("dataset", help="folder holding data.json (or *.jsonl shards) and images/")
     sv.set_defaults(func=_cmd_validate)
+
+    sc = sub.add_parser(
+        "convert-bags",
+        help="convert rosbag2 episodes (mcap/sqlite3) into a LLaVA dataset; exit 2 if any bag was skipped",
+        description="One bag per episode. Bags already in the dataset are skipped (resumable); bad bags are "
+        "reported in DATASET/report.json and skipped while the rest converts.",
+    )
+    sc.add_argument("bags", nargs="+", help="bag folders")
+    sc.add_argument("--out", required=True, help="dataset folder (created or resumed)")
+    sc.add_argument("--kinds", help="comma-separated task kinds (default: all eight)")
+    sc.add_argument("--instruction", help="instruction for bags without a task topic")
+    for field in ("image", "camera_info", "ee_pose", "gripper", "task", "tf_static"):
+        sc.add_argument(f"--{field.replace('_', '-')}", dest=field, help=f"{field} topic name")
+    sc.set_defaults(func=_cmd_convert)
 
     sd = sub.add_parser(
         "demo",
