@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from llara_core.episodes import CameraFrame, Episode, RobotState
 from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_to_matrix
+from llara_core.images import ImageEncodingError, decode, to_rgb
 
 Storage = Literal["mcap", "sqlite3"]
 BASE_FRAME = "base_link"
@@ -160,19 +161,6 @@ def _stamp(msg: Any, fallback_ns: int) -> float:
     return fallback_ns * 1e-9
 
 
-def _image_rgb(msg: Any) -> npt.NDArray[np.uint8]:
-    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}.get(msg.encoding)
-    if ch is None:
-        raise BagError(f"image encoding {msg.encoding!r} is not supported (rgb8, bgr8, rgba8, bgra8, mono8)")
-    buf = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, : msg.width * ch]
-    arr = buf.reshape(msg.height, msg.width, ch)
-    if msg.encoding.startswith("bgr"):
-        arr = arr[..., 2::-1]
-    elif ch == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    return np.ascontiguousarray(arr[..., :3])
-
-
 def read_episode_bag(
     path: str | Path,
     topics: BagTopics = BagTopics(),
@@ -219,7 +207,11 @@ def read_episode_bag(
                     continue
                 msg = reader.deserialize(raw, conn.msgtype)
                 if topic == topics.image:
-                    frames.append(CameraFrame(_image_rgb(msg), _stamp(msg, t_ns)))
+                    rgb = to_rgb(
+                        decode(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian)),
+                        msg.encoding,
+                    )
+                    frames.append(CameraFrame(rgb, _stamp(msg, t_ns)))
                 elif topic == topics.camera_info:
                     info = msg
                 elif topic == topics.ee_pose:
@@ -238,8 +230,8 @@ def read_episode_bag(
                         if tr.child_frame_id.lstrip("/") == CAMERA_FRAME:
                             q, v = tr.transform.rotation, tr.transform.translation
                             tf_pose = pose_to_matrix([v.x, v.y, v.z], [q.x, q.y, q.z, q.w])
-        except BagError:
-            raise
+        except (BagError, ImageEncodingError) as exc:
+            raise BagError(f"{path}: {exc}") from exc
         except Exception as exc:  # truncated chunk, bad CDR, …: keep what is complete
             if not frames or not poses:
                 raise BagError(f"{path}: unreadable before any complete data: {exc}") from exc

@@ -1,9 +1,7 @@
-"""sensor_msgs/geometry_msgs <-> numpy and llara_core types.
+"""sensor_msgs/geometry_msgs (rclpy) <-> numpy and llara_core types.
 
-Why not cv_bridge: the ROS 2 cv_bridge has no PyPI wheel and the PyPI
-``cv-bridge`` is the ROS 1 package (broken with OpenCV 5 / numpy 2), so the
-standard encodings are converted here with numpy — one small function each way.
-All conversions produce RGB uint8 images for the policy, whatever the camera sends.
+Decoding lives in :mod:`llara_core.images` (shared with the bag reader); this
+module only unpacks and packs the rclpy message fields.
 """
 
 from __future__ import annotations
@@ -15,57 +13,19 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_to_matrix
+from llara_core.images import ENCODINGS, ImageEncodingError, decode, to_rgb
 
-# encoding -> (numpy dtype, channels)
-ENCODINGS: dict[str, tuple[str, int]] = {
-    "rgb8": ("uint8", 3),
-    "bgr8": ("uint8", 3),
-    "rgba8": ("uint8", 4),
-    "bgra8": ("uint8", 4),
-    "mono8": ("uint8", 1),
-    "8UC1": ("uint8", 1),
-    "8UC3": ("uint8", 3),
-    "mono16": ("uint16", 1),
-    "16UC1": ("uint16", 1),
-    "32FC1": ("float32", 1),
-}
-
-
-class ConversionError(ValueError):
-    """A message cannot be converted (unsupported encoding, size mismatch, …)."""
+ConversionError = ImageEncodingError  # one error type for every image conversion
 
 
 def image_to_numpy(msg: Image) -> npt.NDArray[np.generic]:
     """Image message -> H×W×C (or H×W for one channel) array in the message's own encoding."""
-    if msg.encoding not in ENCODINGS:
-        raise ConversionError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(ENCODINGS)}")
-    dtype_name, ch = ENCODINGS[msg.encoding]
-    dtype = np.dtype(dtype_name).newbyteorder(">" if msg.is_bigendian else "<")
-    row = msg.width * ch * dtype.itemsize
-    if msg.step < row or len(msg.data) < msg.step * msg.height:
-        raise ConversionError(
-            f"image {msg.width}x{msg.height} {msg.encoding}: step {msg.step} / {len(msg.data)} bytes too small"
-        )
-    buf = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(msg.height, msg.step)[:, :row]
-    arr = buf.copy().view(dtype).reshape(msg.height, msg.width, ch)
-    return arr[..., 0] if ch == 1 else arr
+    return decode(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
 
 
 def image_to_rgb(msg: Image) -> npt.NDArray[np.uint8]:
     """Image message -> H×W×3 RGB uint8 (what the policy and the dataset writer consume)."""
-    arr = image_to_numpy(msg)
-    enc = msg.encoding
-    if enc in ("rgb8", "8UC3"):
-        return arr
-    if enc == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc in ("mono8", "8UC1"):
-        return np.repeat(arr[..., None], 3, axis=2)
-    raise ConversionError(f"encoding {enc!r} is not a colour image")
+    return to_rgb(image_to_numpy(msg), msg.encoding)
 
 
 def numpy_to_image(arr: npt.NDArray[np.generic], encoding: str = "rgb8", header: Header | None = None) -> Image:
