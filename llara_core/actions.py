@@ -83,7 +83,7 @@ class ActionStep:
         return ActionStep(
             pick=(q(self.pick[0]), q(self.pick[1])),
             place=(q(self.place[0]), q(self.place[1])),
-            rotation_deg=_quantize_rotation(self.rotation_deg),
+            rotation_deg=_quantize(self.rotation_deg),
             kind=self.kind,
             object=self.object,
             index=self.index,
@@ -142,10 +142,6 @@ def _quantize(v: float) -> float:
     return round(float(v), COORD_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def _quantize_rotation(v: float) -> float:
-    return round(float(v), COORD_DECIMALS) + 0.0
-
-
 def _validate(pick: tuple[float, float], place: tuple[float, float], rotation: float) -> tuple[ErrorCode, str] | None:
     values = [*pick, *place, rotation]
     if len(pick) != 2 or len(place) != 2:
@@ -161,7 +157,7 @@ def _validate(pick: tuple[float, float], place: tuple[float, float], rotation: f
 
 
 def _format_rotation(r: float) -> str:
-    text = f"{_quantize_rotation(r):.{COORD_DECIMALS}f}".rstrip("0").rstrip(".")
+    text = f"{_quantize(r):.{COORD_DECIMALS}f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 
 

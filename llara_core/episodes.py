@@ -17,10 +17,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.actions import ActionKind, ActionStep
+from llara_core.actions import COORD_DECIMALS, ActionKind, ActionStep
 from llara_core.geometry import CameraModel, base_to_normalized, wrap_degrees, yaw_of
-
-COORD_DECIMALS = 3
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import numpy.typing as npt
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
 
-SUPPORTED_DISTORTION = {"plumb_bob": (5,), "rational_polynomial": (8,), "": (0,), "none": (0,)}
+SUPPORTED_DISTORTION = frozenset({"plumb_bob", "rational_polynomial", "", "none"})  # OpenCV coefficient order
 
 
 class GeometryError(ValueError):
