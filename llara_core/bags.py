@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import CameraFrame, Episode, RobotState
-from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_to_matrix
+from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_msg_to_matrix, pose_to_matrix
 from llara_core.images import ImageEncodingError, decode, to_rgb
 
 Storage = Literal["mcap", "sqlite3"]
@@ -177,8 +177,8 @@ def read_episode_bag(
 
     path = Path(path)
     try:
-        reader_cm = AnyReader([path], default_typestore=_typestore())
-        reader = reader_cm.__enter__()
+        reader = AnyReader([path], default_typestore=_typestore())
+        reader.open()
     except Exception as exc:  # rosbags raises several types for unreadable/corrupt bags
         raise BagError(f"{path}: cannot open bag: {exc}") from exc
     try:
@@ -200,6 +200,7 @@ def read_episode_bag(
         info = None
         task_text: str | None = None
         tf_pose = None
+        truncated: str | None = None
         try:
             for conn, t_ns, raw in reader.messages(connections=conns):
                 topic = conn.topic
@@ -215,12 +216,7 @@ def read_episode_bag(
                 elif topic == topics.camera_info:
                     info = msg
                 elif topic == topics.ee_pose:
-                    p = msg.pose
-                    M = pose_to_matrix(
-                        [p.position.x, p.position.y, p.position.z],
-                        [p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w],
-                    )
-                    poses.append((_stamp(msg, t_ns), M))
+                    poses.append((_stamp(msg, t_ns), pose_msg_to_matrix(msg.pose)))
                 elif topic == topics.gripper:
                     grips.append((t_ns * 1e-9, bool(msg.data)))
                 elif topic == topics.task:
@@ -230,13 +226,14 @@ def read_episode_bag(
                         if tr.child_frame_id.lstrip("/") == CAMERA_FRAME:
                             q, v = tr.transform.rotation, tr.transform.translation
                             tf_pose = pose_to_matrix([v.x, v.y, v.z], [q.x, q.y, q.z, q.w])
-        except (BagError, ImageEncodingError) as exc:
+        except ImageEncodingError as exc:
             raise BagError(f"{path}: {exc}") from exc
-        except Exception as exc:  # truncated chunk, bad CDR, …: keep what is complete
+        except Exception as exc:  # truncated chunk, bad CDR, …: keep what is complete, and say so
             if not frames or not poses:
                 raise BagError(f"{path}: unreadable before any complete data: {exc}") from exc
+            truncated = f"reading stopped early: {exc}"
     finally:
-        reader_cm.__exit__(None, None, None)
+        reader.close()
 
     if info is None or not frames or not poses or not grips:
         raise BagError(f"{path}: no messages on one of image/camera_info/ee_pose/gripper")
@@ -252,7 +249,13 @@ def read_episode_bag(
     states = _align_states(poses, grips)
     frames.sort(key=lambda f: f.stamp)
     return Episode(
-        episode_id or path.name, text, camera, np.asarray(cam_pose), frames, states, metadata={"source": str(path)}
+        episode_id or path.name,
+        text,
+        camera,
+        np.asarray(cam_pose),
+        frames,
+        states,
+        metadata={"source": str(path), **({"truncated": truncated} if truncated else {})},
     )
 
 

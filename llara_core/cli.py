@@ -115,6 +115,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from llara_core.convert import convert_bags
 
     kinds = args.kinds.split(",") if args.kinds else list(TASK_KINDS)
+    unknown = sorted(set(kinds) - set(TASK_KINDS))
+    if unknown:
+        print(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}", file=sys.stderr)
+        return 1
     topics = BagTopics(**{k: v for k, v in vars(args).items() if k in BagTopics.__dataclass_fields__ and v})
     report = convert_bags(args.bags, args.out, kinds=kinds, topics=topics, instruction=args.instruction)
     print(
@@ -152,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="dataset folder (created or resumed)")
     sc.add_argument("--kinds", help="comma-separated task kinds (default: all eight)")
     sc.add_argument("--instruction", help="instruction for bags without a task topic")
-    for field in ("image", "camera_info", "ee_pose", "gripper", "task", "tf_static"):
-        sc.add_argument(f"--{field.replace('_', '-')}", dest=field, help=f"{field} topic name")
+    from llara_core.bags import BagTopics
+
+    for field, default in vars(BagTopics()).items():
+        sc.add_argument(f"--{field.replace('_', '-')}", dest=field, help=f"{field} topic (default {default})")
     sc.set_defaults(func=_cmd_convert)
 
     sd = sub.add_parser(

@@ -15,7 +15,6 @@ from typing import Any
 
 from llara_core.bags import BagError, BagTopics, read_episode_bag
 from llara_core.conversations import TASK_KINDS, DatasetWriter, atomic_write_json
-from llara_core.geometry import GeometryError
 
 
 def episode_id_for(bag: Path) -> str:
@@ -52,7 +51,7 @@ def convert_bags(
             if not ep.steps():
                 raise BagError(f"{bag}: no grasp (no gripper close followed by an open)")
             counts = writer.add_episode(ep, source=str(bag))
-        except (BagError, GeometryError, ValueError) as exc:
+        except (BagError, ValueError) as exc:  # ValueError covers GeometryError and EpisodeError
             report["skipped"].append({"bag": str(bag), "reason": str(exc)})
             continue
         report["converted"].append(str(bag))

@@ -267,6 +267,12 @@ def pose_to_matrix(position: ArrayLike, q_xyzw: ArrayLike) -> FloatArray:
     return T
 
 
+def pose_msg_to_matrix(pose: object) -> FloatArray:
+    """Any object shaped like geometry_msgs/Pose (rclpy or rosbags message) -> 4×4 transform."""
+    p, q = pose.position, pose.orientation  # type: ignore[attr-defined]
+    return pose_to_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
 def yaw_of(T: ArrayLike) -> float:
     """Rotation about the base z axis (radians) of a 4×4 pose or 3×3 rotation."""
     m = np.asarray(T, dtype=np.float64)

@@ -12,7 +12,7 @@ from geometry_msgs.msg import Pose, PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_to_matrix
+from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_msg_to_matrix
 from llara_core.images import ENCODINGS, ImageEncodingError, decode, to_rgb
 
 ConversionError = ImageEncodingError  # one error type for every image conversion
@@ -66,11 +66,7 @@ def model_to_camera_info(model: CameraModel, header: Header | None = None) -> Ca
 
 def pose_to_matrix_msg(pose: Pose | PoseStamped) -> npt.NDArray[np.float64]:
     """Pose or PoseStamped -> 4×4 transform."""
-    p = pose.pose if isinstance(pose, PoseStamped) else pose
-    return pose_to_matrix(
-        [p.position.x, p.position.y, p.position.z],
-        [p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w],
-    )
+    return pose_msg_to_matrix(pose.pose if isinstance(pose, PoseStamped) else pose)
 
 
 def matrix_to_pose_msg(T: npt.ArrayLike) -> Pose:

@@ -114,3 +114,23 @@ def test_demo_runs_end_to_end_and_reports_missing_stages(tmp_path):
         [sys.executable, "-m", "llara_core.cli", "validate-dataset", str(tmp_path)], capture_output=True, text=True
     )
     assert v.returncode == 0 and "inbc" in v.stdout
+
+
+def test_convert_bags_rejects_unknown_task_kind_before_touching_anything(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llara_core.cli",
+            "convert-bags",
+            "x",
+            "--out",
+            str(tmp_path / "ds"),
+            "--kinds",
+            "inbc,bogus",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1 and "unknown task kinds ['bogus']" in res.stderr
+    assert not (tmp_path / "ds").exists()
