@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint clean
+.PHONY: venv demo test test-slow bench-sim lint clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+bench-sim: $(STAMP)
+	$(PY) scripts/bench_sim.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check llara_core llara_ros test setup.py
+	$(VENV)/bin/ruff check llara_core llara_ros test scripts setup.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

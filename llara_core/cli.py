@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 STAGES_MISSING = [
-    ("MuJoCo tabletop simulator, arm URDF, scripted expert", "issue #4"),
     ("VLM policy runtime, training, shipped demo model, closed-loop eval", "issue #5"),
     ("rosbag2 recorder node, convert_bags ROS node, --workers, benchmark", "issue #6"),
     ("policy/action ROS nodes over DDS", "later issues"),
@@ -68,41 +67,62 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Synthetic episodes -> dataset -> read back -> parse answers -> lift to 3-D -> compare to ground truth."""
+    """Sim expert -> dataset + bags -> read back -> bags converted -> answers lifted to 3-D -> vs ground truth."""
     from llara_core.actions import parse_actions
-    from llara_core.conversations import DatasetWriter, read_dataset
+    from llara_core.annotate import TRUE_RGB, draw_steps
+    from llara_core.bags import read_episode_bag
+    from llara_core.conversations import atomic_write_bytes, encode_png, read_dataset
+    from llara_core.convert import convert_bags
     from llara_core.geometry import normalized_to_table
-    from llara_core.synthetic import BLOCK_SIZE, make_episode
+    from llara_core.sim.demos import episode_id, generate_demos
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="llara-demo-"))
+    families = ["l1_placement", "multi_step"]
     t0 = time.perf_counter()
-    episodes = [make_episode(seed, n_blocks=3, n_steps=1 + seed % 2) for seed in range(args.episodes)]
-    writer = DatasetWriter(out, seed=0)
-    for ep in episodes:
-        writer.add_episode(ep, source="llara_core.synthetic")
-    writer.finalize()
-    records = read_dataset(out)
-    by_id = {ep.episode_id: ep for ep in episodes}
+    print(f"1. scripted expert in the MuJoCo tabletop: {args.episodes} episodes of {' and '.join(families)}")
+    report = generate_demos(families, args.episodes, out / "dataset", seed=args.seed, bags=out / "bags", progress=False)
+    if report["failed"]:
+        print(f"FAIL: the expert failed {report['failed']}", file=sys.stderr)
+        return 1
+    records = read_dataset(out / "dataset")
+    print(f"2. dataset {out / 'dataset'}: {len(records)} valid LLaVA records, {report['samples']}")
+    bags = sorted((out / "bags").iterdir())
+    conv = convert_bags(bags, out / "from_bags", progress=False)
+    if conv["skipped"]:
+        print(f"FAIL: bags did not convert: {conv['skipped']}", file=sys.stderr)
+        return 1
+    from_bags = read_dataset(out / "from_bags")
+    print(f"3. {len(bags)} rosbag2 episodes (mcap) in {out / 'bags'} converted back: {len(from_bags)} records")
+
+    truth = {r["id"]: r["conversations"][1]["value"] for r in records if r["task"] == "inbc"}
+    coord_err: list[float] = []
     errors_mm: list[float] = []
-    for rec in records:
+    for rec in from_bags:
         if rec["task"] != "inbc":
             continue
-        parsed = parse_actions(rec["conversations"][1]["value"])
-        if not parsed.ok:
-            print(f"FAIL: answer of {rec['id']} does not parse: {parsed.errors}", file=sys.stderr)
+        parsed, want = parse_actions(rec["conversations"][1]["value"]), parse_actions(truth[rec["id"]])
+        if not parsed.ok or not want.ok:
+            print(f"FAIL: answer of {rec['id']} does not parse: {parsed.errors or want.errors}", file=sys.stderr)
             return 1
-        ep = by_id[rec["id"].split("/")[0]]
-        step = parsed.steps[0]
+        step, ref = parsed.steps[0], want.steps[0]
+        coord_err.append(float(np.abs(np.subtract([*step.pick, *step.place], [*ref.pick, *ref.place])).max()))
+        ep = read_episode_bag(out / "bags" / rec["id"].split("/")[0])
         st = ep.steps()[step.index - 1]
         for xy, si in ((step.pick, st.pick_state), (step.place, st.place_state)):
-            p = normalized_to_table(ep.camera, ep.camera_pose, xy, table_height=BLOCK_SIZE / 2)
-            errors_mm.append(1000 * float(np.linalg.norm(p - ep.states[si].ee_pose[:3, 3])))
-    dt = time.perf_counter() - t0
-    print(f"dataset: {out}  ({len(records)} records from {len(episodes)} episodes, {dt:.2f} s)")
+            gt = ep.states[si].ee_pose[:3, 3]
+            p = normalized_to_table(ep.camera, ep.camera_pose, xy, table_height=float(gt[2]))
+            errors_mm.append(1000 * float(np.linalg.norm(p - gt)))
+    print(f"4. bag-converted answers vs the sim's: max coordinate difference {max(coord_err):.3f}")
     print(
-        f"action text -> 3-D on the table vs ground truth: max {max(errors_mm):.1f} mm, "
-        f"mean {np.mean(errors_mm):.1f} mm over {len(errors_mm)} points (3-decimal quantization)"
+        f"5. action text -> 3-D through the camera model vs the ground-truth gripper positions: "
+        f"max {max(errors_mm):.1f} mm, mean {np.mean(errors_mm):.1f} mm over {len(errors_mm)} points "
+        "(3-decimal quantization)"
     )
+    ep = read_episode_bag(out / "bags" / episode_id("multi_step", args.seed))
+    png = out / "actions.png"
+    atomic_write_bytes(png, encode_png(draw_steps(ep.frames[0].image, ep.action_steps(), TRUE_RGB, upscale=3)))
+    print(f"6. {png}: {ep.instruction!r} with its pick (o) and place (+) points")
+    print(f"done in {time.perf_counter() - t0:.1f} s")
     print("\nDEMO INCOMPLETE - stages of the full loop not implemented yet:")
     for what, where in STAGES_MISSING:
         print(f"  MISSING  {what}  ({where})")
@@ -128,6 +148,87 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     for s in report["skipped"]:
         print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
     return 2 if report["skipped"] else 0
+
+
+def _families(text: str) -> list[str]:
+    from llara_core.sim.tasks import FAMILIES
+
+    fams = list(FAMILIES) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    unknown = sorted(set(fams) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"llara: unknown task families {unknown}; choose from {', '.join(FAMILIES)} or 'all'")
+    return fams
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 224x224, got {text!r}") from None
+    if not (16 <= w <= 2048 and 16 <= h <= 2048):
+        raise argparse.ArgumentTypeError(f"size {w}x{h} out of range 16..2048")
+    return w, h
+
+
+def _cmd_sim_demos(args: argparse.Namespace) -> int:
+    from llara_core.conversations import TASK_KINDS
+    from llara_core.sim.demos import generate_demos
+
+    kinds = args.kinds.split(",") if args.kinds else list(TASK_KINDS)
+    unknown = sorted(set(kinds) - set(TASK_KINDS))
+    if unknown:
+        print(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}", file=sys.stderr)
+        return 1
+    report = generate_demos(
+        _families(args.task_family),
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        kinds=kinds,
+        bags=args.bags,
+        storage=args.storage,
+        size=args.size,
+    )
+    print(
+        f"written {len(report['written'])}, already there {len(report['already_written'])}, "
+        f"expert failed {len(report['failed'])}; samples {report['samples']}"
+        + (f"; bags in {args.bags}" if args.bags else "")
+    )
+    for f in report["failed"]:
+        print(f"  FAILED {f['episode']}: {f['reason']}", file=sys.stderr)
+    return 2 if report["failed"] else 0
+
+
+def _cmd_sim_render(args: argparse.Namespace) -> int:
+    from llara_core.actions import parse_actions
+    from llara_core.annotate import PRED_RGB, TRUE_RGB, draw_steps
+    from llara_core.conversations import atomic_write_bytes, encode_png
+    from llara_core.sim.env import TabletopEnv
+    from llara_core.sim.expert import run_expert
+    from llara_core.sim.tasks import make_task
+
+    predicted = None
+    if args.predicted is not None:
+        predicted = parse_actions(args.predicted)
+        if not predicted.ok:
+            print(f"--predicted does not parse: {[e.message for e in predicted.errors]}", file=sys.stderr)
+            return 1
+    task = make_task(_families(args.task_family)[0], args.seed)
+    with TabletopEnv(task.scene, width=args.size[0], height=args.size[1]) as env:
+        result = run_expert(task, env)
+    if result.episode is None:
+        print(f"expert failed: {result.reason}", file=sys.stderr)
+        return 1
+    truth = result.episode.action_steps()
+    img = draw_steps(result.episode.frames[0].image, truth, TRUE_RGB, "T", upscale=args.upscale)
+    if predicted is not None:
+        img = draw_steps(result.episode.frames[0].image, predicted.steps, PRED_RGB, "P", canvas=img)
+    atomic_write_bytes(Path(args.out), encode_png(img))
+    print(f"{args.out}: {task.instruction!r} (green = expert, magenta = predicted)")
+    from llara_core.actions import render_actions
+
+    print(render_actions(truth))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,15 +263,48 @@ def build_parser() -> argparse.ArgumentParser:
         sc.add_argument(f"--{field.replace('_', '-')}", dest=field, help=f"{field} topic (default {default})")
     sc.set_defaults(func=_cmd_convert)
 
+    sim_help = "task families: comma-separated among l1_placement, l2_combinatorial, l3_novel, multi_step, or 'all'"
+    ss = sub.add_parser(
+        "sim-demos",
+        help="scripted-expert demonstrations in the MuJoCo tabletop -> LLaVA dataset (and rosbag2 episodes)",
+        description="Runs the expert on --episodes seeds of each family (seeds S, S+1, ...), writes every successful "
+        "demonstration into the dataset folder with the chosen task kinds, and with --bags also as one rosbag2 per "
+        "episode with standard message types. Resumable; failed demonstrations are listed in OUT/report.json and "
+        "make the exit code 2.",
+    )
+    ss.add_argument("--task-family", default="l1_placement", help=sim_help + " (default l1_placement)")
+    ss.add_argument("--episodes", type=int, default=10, help="episodes per family (default 10)")
+    ss.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    ss.add_argument("--out", required=True, help="dataset folder (created or resumed)")
+    ss.add_argument("--kinds", help="comma-separated task kinds (default: all eight)")
+    ss.add_argument("--bags", help="also write each episode as a rosbag2 into this folder")
+    ss.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="bag storage (default mcap)")
+    ss.add_argument("--size", type=_size, default=(224, 224), help="camera image WxH (default 224x224)")
+    ss.set_defaults(func=_cmd_sim_demos)
+
+    sr = sub.add_parser(
+        "sim-render",
+        help="render a scene with the expert's (and optionally a predicted) pick/place points as a PNG",
+    )
+    sr.add_argument("--task-family", default="l1_placement", help="one task family (default l1_placement)")
+    sr.add_argument("--seed", type=int, default=0)
+    sr.add_argument("--out", required=True, help="PNG file to write")
+    sr.add_argument("--predicted", help="action text to draw next to the expert's actions")
+    sr.add_argument("--size", type=_size, default=(224, 224), help="camera image WxH (default 224x224)")
+    sr.add_argument("--upscale", type=int, default=3, help="enlarge the picture for legibility (default 3)")
+    sr.set_defaults(func=_cmd_sim_render)
+
     sd = sub.add_parser(
         "demo",
         help="run the end-to-end path that exists today and list what is still missing",
-        description="Builds synthetic tabletop episodes, writes them as a LLaVA dataset with all task kinds, "
-        "reads it back, parses every inBC answer and lifts it to 3-D through the camera model, and reports "
-        "the error against the ground-truth gripper positions.",
+        description="Runs the scripted expert in the MuJoCo tabletop, writes the demonstrations as a LLaVA dataset "
+        "(all task kinds) and as rosbag2 episodes, converts the bags back, checks the answers against the sim, lifts "
+        "every inBC answer to 3-D through the camera model and reports the error against the ground-truth gripper "
+        "positions, and draws the actions on a camera image (OUT/actions.png).",
     )
-    sd.add_argument("--episodes", type=int, default=8, help="number of synthetic episodes (default 8)")
-    sd.add_argument("--out", help="dataset folder (default: a new temporary folder)")
+    sd.add_argument("--episodes", type=int, default=2, help="episodes per task family (default 2)")
+    sd.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sd.add_argument("--out", help="output folder (default: a new temporary folder)")
     sd.set_defaults(func=_cmd_demo)
     return p
 

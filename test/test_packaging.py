@@ -102,16 +102,20 @@ def test_cli_parse_and_help():
 @pytest.mark.timeout(120)
 def test_demo_runs_end_to_end_and_reports_missing_stages(tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "llara_core.cli", "demo", "--episodes", "4", "--out", str(tmp_path)],
+        [sys.executable, "-m", "llara_core.cli", "demo", "--episodes", "1", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stderr
     assert "DEMO INCOMPLETE" in res.stdout and "MISSING" in res.stdout
-    mm = float(res.stdout.split("max ")[1].split(" mm")[0])
-    assert mm < 2.0  # 3-decimal quantization of a 160x120 view bounds the error at ~1 mm
+    mm = float(res.stdout.split("positions: max ")[1].split(" mm")[0])
+    assert mm < 2.0  # 3-decimal quantization of a 224x224 view of the table bounds the error at ~1 mm
+    assert float(res.stdout.split("coordinate difference ")[1].split()[0]) <= 0.01
+    assert (tmp_path / "actions.png").stat().st_size > 1000
     v = subprocess.run(
-        [sys.executable, "-m", "llara_core.cli", "validate-dataset", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "llara_core.cli", "validate-dataset", str(tmp_path / "dataset")],
+        capture_output=True,
+        text=True,
     )
     assert v.returncode == 0 and "inbc" in v.stdout
 

@@ -28,3 +28,6 @@ def select_gl() -> str:
     if os.environ["MUJOCO_GL"] == "egl":
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     return os.environ["MUJOCO_GL"]
+
+
+select_gl()  # importing the simulator means rendering offscreen: decide before anything imports mujoco

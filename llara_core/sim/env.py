@@ -129,7 +129,9 @@ class TabletopEnv:
         """Every object's box in normalized image coordinates, from its projected hull (occlusion ignored)."""
         out = []
         for o in self.scene.objects:
-            pts = base_to_normalized(self.camera, self.camera_pose, transform_points(self.object_pose(o.name), o.outline()))
+            pts = base_to_normalized(
+                self.camera, self.camera_pose, transform_points(self.object_pose(o.name), o.outline())
+            )
             out.append(ObjectBox.from_corners(o.name, *pts.min(axis=0), *pts.max(axis=0)))
         return out
 
@@ -176,12 +178,16 @@ class TabletopEnv:
         t = np.asarray(times, dtype=np.float64)
         P = np.asarray(positions, dtype=np.float64)
         if P.ndim != 2 or P.shape[1] != len(ARM_JOINTS) or len(t) != len(P):
-            raise ValueError(f"trajectory must be N times and (N, {len(ARM_JOINTS)}) positions, got {t.shape}, {P.shape}")
+            raise ValueError(
+                f"trajectory must be N times and (N, {len(ARM_JOINTS)}) positions, got {t.shape}, {P.shape}"
+            )
         if len(t) > 1 and np.any(np.diff(t) <= 0):
             raise ValueError("trajectory times must increase strictly")
         if not np.all(np.isfinite(P)):
             raise ValueError("trajectory positions must be finite")
-        lo, hi = self.model.jnt_range[[self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_JOINT, j) for j in ARM_JOINTS]].T
+        lo, hi = self.model.jnt_range[
+            [self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_JOINT, j) for j in ARM_JOINTS]
+        ].T
         if np.any(P < lo - 1e-6) or np.any(P > hi + 1e-6):
             raise ValueError("trajectory leaves the joint limits")
         t0, dt = self.time, self.model.opt.timestep
@@ -229,7 +235,10 @@ class TabletopEnv:
             for arm, other in ((b1, b2), (b2, b1)):
                 if arm in self._arm_body_ids and other not in self._arm_body_ids and other != allowed:
                     ev = Collision(self.time, self._body_name[arm], self._body_name[other])
-                    if not self.collisions or (self.collisions[-1].arm_body, self.collisions[-1].other) != (ev.arm_body, ev.other):
+                    if not self.collisions or (self.collisions[-1].arm_body, self.collisions[-1].other) != (
+                        ev.arm_body,
+                        ev.other,
+                    ):
                         self.collisions.append(ev)
 
     # -- recording -----------------------------------------------------------------------------
@@ -256,7 +265,9 @@ class TabletopEnv:
     def episode(self, episode_id: str, instruction: str, **metadata: object) -> Episode:
         """The recording as an Episode (needs ``render=True``: an episode holds camera frames)."""
         if not self.frames:
-            raise RuntimeError("nothing recorded with images: create the env with render=True and call start_recording()")
+            raise RuntimeError(
+                "nothing recorded with images: create the env with render=True and call start_recording()"
+            )
         return Episode(
             episode_id=episode_id,
             instruction=instruction,
@@ -267,4 +278,3 @@ class TabletopEnv:
             settle_s=0.3,
             metadata={"source": "llara_core.sim", **metadata},
         )
-

@@ -14,6 +14,7 @@ arm the same way and differ only in where they choose to pick and place.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from llara_core.geometry import wrap_degrees, yaw_of
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.robot import ArmKinematics, IKError, topdown_pose
 from llara_core.sim.scene import GRASP_HALF_WIDTH, GRASP_SYMMETRY, OBJECT_HEIGHT, TARGET_TOP
-from llara_core.sim.tasks import Task, goal_status
+from llara_core.sim.tasks import Task, goal_status, make_task
 
 CARRY_Z = 0.17  # m, TCP height while carrying (object bottom clears the bowl wall by ~10 cm)
 APPROACH = 0.10  # m, pre-grasp / pre-place height above the grasp / place point
@@ -206,3 +207,17 @@ def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, r
 
 def _single(task: Task, k: int) -> Task:
     return Task(task.family, task.seed, task.scene, task.instruction, [task.goals[k]])
+
+
+def expert_success(family: str, seeds: Sequence[int]) -> list[dict[str, object]]:
+    """Run the expert (no rendering) on each seed of ``family``; one row per seed: success, reason, collisions."""
+    kin = ArmKinematics()
+    rows = []
+    for seed in seeds:
+        task = make_task(family, seed)
+        with TabletopEnv(task.scene, render=False) as env:
+            res = run_expert(task, env, kin, record=False)
+        rows.append(
+            {"family": family, "seed": seed, "success": res.success, "reason": res.reason, "collisions": res.collisions}
+        )
+    return rows

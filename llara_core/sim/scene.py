@@ -127,9 +127,7 @@ class LayoutError(RuntimeError):
     """No collision-free layout found for these objects."""
 
 
-def sample_layout(
-    rng: random.Random, items: list[tuple[str, str | None]], tries: int = 2000
-) -> list[ObjectSpec]:
+def sample_layout(rng: random.Random, items: list[tuple[str, str | None]], tries: int = 2000) -> list[ObjectSpec]:
     """Place (shape, color) items on the table without overlap, targets first (they are largest)."""
     order = sorted(range(len(items)), key=lambda i: -FOOTPRINT[items[i][0]])
     placed: dict[int, ObjectSpec] = {}
@@ -139,9 +137,7 @@ def sample_layout(
         for _ in range(tries):
             x = rng.uniform(WORKSPACE[0][0] + (r if shape in TARGET_SHAPES else 0), WORKSPACE[0][1])
             y = rng.uniform(WORKSPACE[1][0] + r * 0.5, WORKSPACE[1][1] - r * 0.5)
-            if all(
-                math.hypot(x - o.xy[0], y - o.xy[1]) >= r + FOOTPRINT[o.shape] + CLEARANCE for o in placed.values()
-            ):
+            if all(math.hypot(x - o.xy[0], y - o.xy[1]) >= r + FOOTPRINT[o.shape] + CLEARANCE for o in placed.values()):
                 placed[i] = ObjectSpec(shape, color, (x, y), rng.uniform(-math.pi, math.pi))
                 break
         else:

@@ -37,7 +37,14 @@ from llara_core.sim.scene import (
 NOVEL_SHAPES: tuple[str, ...] = ("hexagon",)
 TRAIN_SHAPES: tuple[str, ...] = tuple(s for s in GRASPABLE_SHAPES if s not in NOVEL_SHAPES)
 HELD_OUT_COMBOS: frozenset[tuple[str, str]] = frozenset(
-    {("red", "cylinder"), ("green", "bar"), ("blue", "block"), ("yellow", "cylinder"), ("purple", "block"), ("orange", "bar")}
+    {
+        ("red", "cylinder"),
+        ("green", "bar"),
+        ("blue", "block"),
+        ("yellow", "cylinder"),
+        ("purple", "block"),
+        ("orange", "bar"),
+    }
 )
 SEEN_COMBOS: tuple[tuple[str, str], ...] = tuple(
     (c, s) for c in COLORS for s in TRAIN_SHAPES if (c, s) not in HELD_OUT_COMBOS
@@ -49,7 +56,10 @@ FAMILIES: dict[str, str] = {
     "multi_step": "L1",
 }
 TRAIN_FAMILIES: tuple[str, ...] = ("l1_placement", "multi_step")
-_VERBS = {"bowl": ("put {o} into the bowl", "place {o} in the bowl"), "pad": ("put {o} onto the pad", "place {o} on the pad")}
+_VERBS = {
+    "bowl": ("put {o} into the bowl", "place {o} in the bowl"),
+    "pad": ("put {o} onto the pad", "place {o} on the pad"),
+}
 
 
 @dataclass
@@ -88,8 +98,10 @@ def _sample(family: str, seed: int, rng: random.Random) -> Task:
         movers = [(color, s) for s in TRAIN_SHAPES if (color, s) in SEEN_COMBOS]
         others = [c for c in SEEN_COMBOS if c[0] != color]
         distractors = rng.sample(others, rng.randint(1, 4 - len(targets)))
-        instruction = f"put all the {color} objects into the {target}" if target == "bowl" else (
-            f"put all the {color} objects onto the {target}"
+        instruction = (
+            f"put all the {color} objects into the {target}"
+            if target == "bowl"
+            else (f"put all the {color} objects onto the {target}")
         )
     else:
         if family == "l1_placement":

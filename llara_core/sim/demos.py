@@ -1,0 +1,88 @@
+"""Demonstrations from the scripted expert: Episodes -> LLaVA dataset, and optionally -> rosbag2 episodes.
+
+The bags use the standard message types of :mod:`llara_core.bags` (what a
+recorder on a real arm writes), so the bag converter is tested against bags
+whose ground truth is known. Generation is resumable like conversion: an
+episode whose shard (and bag, if asked for) exists is not simulated again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llara_core.bags import Storage, write_episode_bag
+from llara_core.conversations import TASK_KINDS, DatasetWriter, atomic_write_json
+from llara_core.sim.env import DEFAULT_SIZE, TabletopEnv
+from llara_core.sim.expert import run_expert
+from llara_core.sim.robot import ArmKinematics
+from llara_core.sim.tasks import FAMILIES, make_task
+
+
+def episode_id(family: str, seed: int) -> str:
+    return f"{family}-{seed:06d}"
+
+
+def write_bag_atomic(episode: Any, path: Path, storage: Storage) -> Path:
+    """Write a bag into a temporary sibling folder, then rename: a killed run leaves no half bag."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write_episode_bag(episode, tmp / "bag", storage=storage)
+        (tmp / "bag").rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def generate_demos(
+    families: Sequence[str],
+    episodes: int,
+    out: str | Path,
+    seed: int = 0,
+    kinds: Sequence[str] = TASK_KINDS,
+    bags: str | Path | None = None,
+    storage: Storage = "mcap",
+    size: tuple[int, int] = DEFAULT_SIZE,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the expert on ``episodes`` seeds (``seed``, ``seed+1``, …) of every family and write the results.
+
+    Failed demonstrations are never written; they are listed in ``report.json``
+    with the expert's reason. Returns that report.
+    """
+    from tqdm import tqdm
+
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES)}")
+    writer = DatasetWriter(out, kinds, seed)
+    bag_root = Path(bags) if bags else None
+    kin = ArmKinematics()
+    report: dict[str, Any] = {"written": [], "already_written": [], "failed": [], "samples": {}, "bags": []}
+    jobs = [(f, s) for f in families for s in range(seed, seed + episodes)]
+    for family, s in tqdm(jobs, desc="sim-demos", unit="episode", disable=not progress):
+        eid = episode_id(family, s)
+        bag_path = bag_root / eid if bag_root else None
+        if writer.has_episode(eid) and (bag_path is None or bag_path.exists()):
+            report["already_written"].append(eid)
+            continue
+        task = make_task(family, s)
+        with TabletopEnv(task.scene, width=size[0], height=size[1]) as env:
+            result = run_expert(task, env, kin)
+        if not result.success or result.episode is None:
+            report["failed"].append({"episode": eid, "reason": result.reason})
+            continue
+        counts = writer.add_episode(result.episode, source=f"llara_core.sim:{family}:{s}")
+        if bag_path is not None and not bag_path.exists():
+            write_bag_atomic(result.episode, bag_path, storage)
+            report["bags"].append(str(bag_path))
+        report["written"].append(eid)
+        for k, n in counts.items():
+            report["samples"][k] = report["samples"].get(k, 0) + n
+    writer.finalize({"report": "report.json", "families": list(families), "image_size": list(size)})
+    atomic_write_json(Path(out) / "report.json", report)
+    return report
