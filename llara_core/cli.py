@@ -129,15 +129,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from llara_core.bags import BagTopics
+def _kinds(text: str | None) -> list[str] | None:
+    """Task kinds from a comma list (all when empty); None after printing the error for unknown ones."""
     from llara_core.conversations import TASK_KINDS
-    from llara_core.convert import convert_bags
 
-    kinds = args.kinds.split(",") if args.kinds else list(TASK_KINDS)
+    kinds = text.split(",") if text else list(TASK_KINDS)
     unknown = sorted(set(kinds) - set(TASK_KINDS))
     if unknown:
         print(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}", file=sys.stderr)
+        return None
+    return kinds
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from llara_core.bags import BagTopics
+    from llara_core.convert import convert_bags
+
+    kinds = _kinds(args.kinds)
+    if kinds is None:
         return 1
     topics = BagTopics(**{k: v for k, v in vars(args).items() if k in BagTopics.__dataclass_fields__ and v})
     report = convert_bags(args.bags, args.out, kinds=kinds, topics=topics, instruction=args.instruction)
@@ -171,13 +180,10 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_sim_demos(args: argparse.Namespace) -> int:
-    from llara_core.conversations import TASK_KINDS
     from llara_core.sim.demos import generate_demos
 
-    kinds = args.kinds.split(",") if args.kinds else list(TASK_KINDS)
-    unknown = sorted(set(kinds) - set(TASK_KINDS))
-    if unknown:
-        print(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}", file=sys.stderr)
+    kinds = _kinds(args.kinds)
+    if kinds is None:
         return 1
     report = generate_demos(
         _families(args.task_family),

@@ -22,15 +22,10 @@ import numpy.typing as npt
 
 from llara_core.episodes import CameraFrame, Episode, ObjectBox, RobotState
 from llara_core.geometry import CameraModel, base_to_normalized, look_at
+from llara_core.sim.scene import COLORS as SIM_COLORS
 
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (210, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 210),
-    "yellow": (230, 200, 40),
-    "purple": (140, 60, 170),
-    "orange": (240, 130, 30),
-}
+# The simulator's palette, in 0-255: one set of color names across the synthetic and MuJoCo scenes.
+COLORS: dict[str, tuple[int, int, int]] = {k: tuple(round(255 * c) for c in v) for k, v in SIM_COLORS.items()}  # type: ignore[misc]
 BLOCK_SIZE = 0.05  # m, cube edge
 PAD_SIZE = 0.10  # m, square pad edge
 WORKSPACE = ((0.35, 0.70), (-0.25, 0.25))  # x, y ranges on the table (m)

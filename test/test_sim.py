@@ -128,19 +128,25 @@ def test_expert_solves_every_family_with_real_contacts(family, kin):
                 assert np.linalg.norm(env.object_pose(obj)[:2, 3] - start[obj][:2]) > 0.05
 
 
+def _grasp_and_lift(env: TabletopEnv, kin: ArmKinematics, obj: ObjectSpec) -> float:
+    """Grasp ``obj`` from above and lift it to carrying height; returns the hand yaw used."""
+    T = env.object_pose(obj.name)
+    yaw = grasp_yaw(yaw_of(T), obj.shape, T[:2, 3])
+    move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
+    env.set_gripper(False, opening=0.035)
+    env.handling = obj.name
+    move_to(env, kin, topdown_pose(T[:3, 3], yaw))
+    env.set_gripper(True)
+    move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
+    return yaw
+
+
 def test_grasp_holds_during_transport(kin):
     """Mid-carry the object hangs between the fingers, lifted off the table (no teleporting)."""
     task = make_task("l1_placement", 3)
     obj, target = task.goals[0]
     with TabletopEnv(task.scene, render=False) as env:
-        T = env.object_pose(obj)
-        yaw = grasp_yaw(yaw_of(T), task.scene.by_name(obj).shape, T[:2, 3])
-        move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
-        env.set_gripper(False, opening=0.035)
-        env.handling = obj
-        move_to(env, kin, topdown_pose(T[:3, 3], yaw))
-        env.set_gripper(True)
-        move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
+        yaw = _grasp_and_lift(env, kin, task.scene.by_name(obj))
         dest = env.object_pose(target)[:2, 3]
         move_to(env, kin, topdown_pose([*dest, 0.17], yaw))
         held = env.object_pose(obj)[:3, 3]
@@ -201,13 +207,7 @@ def test_dropped_object_fails_the_task(kin):
     task = make_task("l1_placement", 8)
     obj, target = task.goals[0]
     with TabletopEnv(task.scene, render=False) as env:
-        T = env.object_pose(obj)
-        yaw = grasp_yaw(yaw_of(T), task.scene.by_name(obj).shape, T[:2, 3])
-        move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
-        env.set_gripper(False, opening=0.035)
-        move_to(env, kin, topdown_pose(T[:3, 3], yaw))
-        env.set_gripper(True)
-        move_to(env, kin, topdown_pose([*T[:2, 3], 0.17], yaw))
+        _grasp_and_lift(env, kin, task.scene.by_name(obj))
         env.set_gripper(False)  # drop it on the way
         env.run_for(1.0)
         assert env.object_pose(obj)[2, 3] < 0.03
