@@ -143,20 +143,44 @@ def _kinds(text: str | None) -> list[str] | None:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from llara_core.bags import BagTopics
-    from llara_core.convert import convert_bags
+    from llara_core.convert import ConversionConfig, convert_bags
 
-    kinds = _kinds(args.kinds)
-    if kinds is None:
+    try:
+        cfg = ConversionConfig.from_yaml(args.config) if args.config else ConversionConfig()
+        kinds = _kinds(args.kinds) if args.kinds else list(cfg.kinds)
+        if kinds is None:
+            return 1
+        topics = {k: v for k, v in vars(args).items() if k in BagTopics.__dataclass_fields__ and v}
+        cfg = cfg.with_overrides(
+            kinds=tuple(kinds),
+            workers=args.workers,
+            topics=topics,
+            instruction=args.instruction,
+            camera_pose=tuple(args.camera_pose) if args.camera_pose else None,
+            urdf=args.urdf,
+            ee_frame=args.ee_frame,
+            gripper_joint=args.gripper_joint,
+            gripper_threshold=args.gripper_threshold,
+            gripper_hysteresis=args.gripper_hysteresis,
+        )
+    except (TypeError, ValueError) as exc:
+        print(f"llara convert-bags: {exc}", file=sys.stderr)
         return 1
-    topics = BagTopics(**{k: v for k, v in vars(args).items() if k in BagTopics.__dataclass_fields__ and v})
-    report = convert_bags(args.bags, args.out, kinds=kinds, topics=topics, instruction=args.instruction)
-    print(
-        f"converted {len(report['converted'])}, already converted {len(report['already_converted'])}, "
-        f"skipped {len(report['skipped'])}; samples {report['samples']}"
-    )
-    for s in report["skipped"]:
+    report = convert_bags(args.bags, args.out, cfg)
+    return _print_conversion_report(report)
+
+
+def _print_conversion_report(report: dict[str, object]) -> int:
+    """One summary line, one line per skipped bag and per warning; the exit code (2 when a bag was skipped)."""
+    conv, done, skipped = report["converted"], report["already_converted"], report["skipped"]
+    print(f"converted {len(conv)}, already converted {len(done)}, skipped {len(skipped)}; samples {report['samples']}")  # type: ignore[arg-type]
+    for s in skipped:  # type: ignore[attr-defined]
         print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
-    return 2 if report["skipped"] else 0
+    for bag, notes in report["notes"].items():  # type: ignore[attr-defined]
+        for k, v in notes.items():
+            if k != "operator_success":
+                print(f"  WARNING {bag}: {k}: {v}", file=sys.stderr)
+    return 2 if skipped else 0
 
 
 def _families(text: str) -> list[str]:
@@ -261,8 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument("bags", nargs="+", help="bag folders")
     sc.add_argument("--out", required=True, help="dataset folder (created or resumed)")
+    sc.add_argument("--config", help="YAML with topics and options (see llara_core/convert.py); flags override it")
     sc.add_argument("--kinds", help="comma-separated task kinds (default: all eight)")
-    sc.add_argument("--instruction", help="instruction for bags without a task topic")
+    sc.add_argument("--workers", type=int, help="parallel processes over bags (default 1)")
+    sc.add_argument("--instruction", help="instruction for bags without a task topic or sidecar")
+    sc.add_argument(
+        "--camera-pose",
+        type=float,
+        nargs=7,
+        metavar=("X", "Y", "Z", "QX", "QY", "QZ", "QW"),
+        help="camera optical frame in the base frame (overrides /tf_static)",
+    )
+    sc.add_argument("--urdf", help="robot URDF for end-effector poses from joint_states (when no ee_pose topic)")
+    sc.add_argument("--ee-frame", help="end-effector frame in the URDF (default tcp)")
+    sc.add_argument("--gripper-joint", help="finger joint in joint_states that tells open/closed")
+    sc.add_argument("--gripper-threshold", type=float, help="closed below this value (finger position or Float)")
+    sc.add_argument("--gripper-hysteresis", type=float, help="band around the threshold (default 0)")
     from llara_core.bags import BagTopics
 
     for field, default in vars(BagTopics()).items():

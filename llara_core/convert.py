@@ -1,20 +1,93 @@
 """Bags -> training conversations, bag by bag: a bad bag is reported and skipped, the rest converts.
 
+One function serves ``llara convert-bags`` and the ``convert_bags`` ROS node.
 The dataset folder is resumable (see :mod:`llara_core.conversations`): a bag
 whose episode already has a shard is skipped, so re-running after a crash or
-with more bags converts only what is new. ``report.json`` records, for every
-bag, what was produced or why it was skipped.
+with more bags converts only what is new, and a killed run leaves no
+half-written record. ``report.json`` records, for every bag, what was produced
+or why it was skipped. With ``workers > 1`` bags are converted in parallel
+processes (each writes its own shards; the parent assembles ``data.json``).
+
+Configuration (YAML, ``--config``)::
+
+    kinds: [inbc, d_inbc, localization]      # default: all eight
+    instruction: "put the block in the bowl"  # for bags without a task topic/sidecar
+    workers: 2
+    seed: 0
+    bag:                                       # llara_core.bags.BagOptions
+      topics: {image: /camera/color/image_raw, ee_pose: /ee_pose, gripper: /gripper_closed}
+      camera_pose: [1.0, 0.0, 0.7, 0.0, 0.0, 0.0, 1.0]
+      urdf: urdf/llara_arm.urdf
+      gripper_joint: finger_left_joint
+      gripper_threshold: 0.026
+      gripper_hysteresis: 0.004
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from llara_core.bags import BagError, BagTopics, read_episode_bag
+from llara_core.bags import BagError, BagOptions, read_episode_bag
 from llara_core.conversations import TASK_KINDS, DatasetWriter, atomic_write_json
+
+
+@dataclass(frozen=True)
+class ConversionConfig:
+    """Everything a conversion run needs besides the bag list and the output folder."""
+
+    kinds: tuple[str, ...] = TASK_KINDS
+    bag: BagOptions = field(default_factory=BagOptions)
+    workers: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.kinds) - set(TASK_KINDS))
+        if unknown:
+            raise ValueError(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConversionConfig:
+        d = dict(d or {})
+        bag = dict(d.pop("bag", None) or {})
+        if "instruction" in d:
+            bag["instruction"] = d.pop("instruction")
+        known = {f.name for f in fields(cls)} - {"bag"}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise ValueError(f"unknown key(s) {bad}; top-level keys: {sorted(known | {'bag', 'instruction'})}")
+        if "kinds" in d:
+            d["kinds"] = tuple(d["kinds"])
+        return cls(bag=BagOptions.from_dict(bag), **d)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ConversionConfig:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"config {path} must be a mapping")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config {path}: {exc}") from exc
+
+    def with_overrides(self, **kw: Any) -> ConversionConfig:
+        """Command-line overrides: ``topics`` entries, BagOptions fields and top-level fields, None = keep."""
+        kw = {k: v for k, v in kw.items() if v is not None}
+        topics = kw.pop("topics", {}) or {}
+        bag_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in fields(BagOptions)}}
+        bag = replace(self.bag, topics=replace(self.bag.topics, **topics), **bag_kw)
+        return replace(self, bag=bag, **kw)
 
 
 def episode_id_for(bag: Path) -> str:
@@ -22,14 +95,34 @@ def episode_id_for(bag: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", bag.name).lstrip("._-") or "episode"
 
 
+def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any]:
+    """Convert one bag into its shard; returns ``{"bag", "status", "samples" | "reason", "metadata"}``."""
+    writer = DatasetWriter(out, config.kinds, config.seed)
+    eid = episode_id_for(bag)
+    if writer.has_episode(eid):
+        return {"bag": str(bag), "status": "already_converted"}
+    try:
+        ep = read_episode_bag(bag, config.bag, episode_id=eid)
+        if not ep.steps():
+            raise BagError(f"{bag}: no grasp (no gripper close followed by an open)")
+        counts = writer.add_episode(ep, source=str(bag))
+    except (BagError, ValueError) as exc:  # ValueError covers GeometryError and EpisodeError
+        return {"bag": str(bag), "status": "skipped", "reason": str(exc)}
+    notes = {k: ep.metadata[k] for k in ("truncated", "recovered_messages", "operator_success") if k in ep.metadata}
+    missing = [k for k in config.kinds if k not in counts]
+    if missing:  # e.g. D-inBC without detections: skipped, never invented
+        notes["kinds_without_samples"] = missing
+    return {"bag": str(bag), "status": "converted", "samples": counts, "notes": notes}
+
+
+def _convert_star(args: tuple[Path, Path, ConversionConfig]) -> dict[str, Any]:
+    return convert_one(*args)
+
+
 def convert_bags(
     bags: Sequence[str | Path],
     out: str | Path,
-    kinds: Sequence[str] = TASK_KINDS,
-    topics: BagTopics = BagTopics(),
-    camera_pose: Any = None,
-    instruction: str | None = None,
-    seed: int = 0,
+    config: ConversionConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Convert every bag; returns (and writes as ``report.json``) the summary.
@@ -39,24 +132,33 @@ def convert_bags(
     """
     from tqdm import tqdm
 
-    writer = DatasetWriter(out, kinds, seed)
-    report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "samples": {}}
-    for bag in tqdm([Path(b) for b in bags], desc="convert_bags", unit="bag", disable=not progress):
-        eid = episode_id_for(bag)
-        if writer.has_episode(eid):
-            report["already_converted"].append(str(bag))
+    cfg = config or ConversionConfig()
+    out = Path(out)
+    DatasetWriter(out, cfg.kinds, cfg.seed)  # creates the folder; validates kinds
+    jobs = [(Path(b), out, cfg) for b in bags]
+    report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "samples": {}, "notes": {}}
+    bar = tqdm(total=len(jobs), desc="convert_bags", unit="bag", disable=not progress)
+    if cfg.workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(min(cfg.workers, len(jobs))) as ex:
+            results = []
+            for r in ex.map(_convert_star, jobs):
+                results.append(r)
+                bar.update()
+    else:
+        results = []
+        for j in jobs:
+            results.append(convert_one(*j))
+            bar.update()
+    bar.close()
+    for r in results:
+        if r["status"] == "skipped":
+            report["skipped"].append({"bag": r["bag"], "reason": r["reason"]})
             continue
-        try:
-            ep = read_episode_bag(bag, topics, camera_pose=camera_pose, instruction=instruction, episode_id=eid)
-            if not ep.steps():
-                raise BagError(f"{bag}: no grasp (no gripper close followed by an open)")
-            counts = writer.add_episode(ep, source=str(bag))
-        except (BagError, ValueError) as exc:  # ValueError covers GeometryError and EpisodeError
-            report["skipped"].append({"bag": str(bag), "reason": str(exc)})
-            continue
-        report["converted"].append(str(bag))
-        for k, n in counts.items():
+        report[r["status"]].append(r["bag"])
+        for k, n in r.get("samples", {}).items():
             report["samples"][k] = report["samples"].get(k, 0) + n
-    writer.finalize({"report": "report.json"})
-    atomic_write_json(Path(out) / "report.json", report)
+        if r.get("notes"):
+            report["notes"][r["bag"]] = r["notes"]
+    DatasetWriter(out, cfg.kinds, cfg.seed).finalize({"report": "report.json"})
+    atomic_write_json(out / "report.json", report)
     return report

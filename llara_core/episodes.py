@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,22 +53,67 @@ class ObjectBox:
         return cls(name, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
 
 
-@dataclass
 class CameraFrame:
-    """One RGB image (H×W×3 uint8) with its time stamp (s) and, when known, the visible objects."""
+    """One RGB image (H×W×3 uint8) with its time stamp (s) and, when known, the visible objects.
 
-    image: npt.NDArray[np.uint8]
-    stamp: float
-    objects: list[ObjectBox] | None = None
+    The image may be given decoded, or as ``decode`` (a callable returning it)
+    plus its ``shape``: bag conversion keeps the raw message bytes and decodes
+    only the frames that end up in the dataset (a 300-frame episode typically
+    needs a handful). The decoded image is cached on first access.
+    """
+
+    __slots__ = ("_decode", "_image", "objects", "shape", "stamp")
+
+    def __init__(
+        self,
+        image: npt.NDArray[np.uint8] | None,
+        stamp: float,
+        objects: list[ObjectBox] | None = None,
+        *,
+        decode: Callable[[], npt.NDArray[np.uint8]] | None = None,
+        shape: tuple[int, int, int] | None = None,
+    ) -> None:
+        if (image is None) == (decode is None):
+            raise ValueError("give exactly one of image or decode")
+        if image is not None:
+            shape = (*image.shape,) if image.dtype == np.uint8 else None  # type: ignore[assignment]
+        elif shape is None:
+            raise ValueError("a lazily decoded frame needs its shape")
+        self._image = image
+        self._decode = decode
+        self.shape = shape
+        self.stamp = float(stamp)
+        self.objects = objects
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]:
+        if self._image is None:
+            assert self._decode is not None
+            img = self._decode()
+            if img.shape != self.shape or img.dtype != np.uint8:
+                raise EpisodeError(
+                    f"frame at {self.stamp:.3f} s decoded to {img.shape} {img.dtype}, expected {self.shape}"
+                )
+            self._image, self._decode = img, None
+        return self._image
+
+    @property
+    def decoded(self) -> bool:
+        return self._image is not None
 
 
 @dataclass(frozen=True)
 class RobotState:
-    """End-effector pose (4×4, base frame) and gripper state at one time stamp (s)."""
+    """End-effector pose (4×4, base frame) and gripper state at one time stamp (s).
+
+    ``joints`` (name -> position), when the producer knows them, lets the
+    episode be written as sensor_msgs/JointState and converted back through FK.
+    """
 
     stamp: float
     ee_pose: npt.NDArray[np.float64]
     gripper_closed: bool
+    joints: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +167,10 @@ class Episode:
                 raise EpisodeError(f"episode {self.episode_id!r}: {name} stamps are not sorted")
         shape = (self.camera.height, self.camera.width, 3)
         for i, f in enumerate(self.frames):
-            if f.image.shape != shape or f.image.dtype != np.uint8:
+            if f.shape != shape:
+                got = f"{f.image.shape} {f.image.dtype}" if f.decoded else str(f.shape)
                 raise EpisodeError(
-                    f"episode {self.episode_id!r} frame {i}: image {f.image.shape} {f.image.dtype}, "
-                    f"expected {shape} uint8 to match the CameraInfo"
+                    f"episode {self.episode_id!r} frame {i}: image {got}, expected {shape} uint8 to match the CameraInfo"
                 )
 
     # -- keyframes and steps ---------------------------------------------------------------------

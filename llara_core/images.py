@@ -59,3 +59,24 @@ def to_rgb(arr: npt.NDArray[np.generic], encoding: str) -> npt.NDArray[np.uint8]
     if encoding in ("mono8", "8UC1"):
         return np.repeat(np.asarray(arr)[..., None], 3, axis=2)
     raise ImageEncodingError(f"encoding {encoding!r} is not a colour image")
+
+
+def decode_compressed(data: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """sensor_msgs/CompressedImage data (JPEG, PNG, … — whatever OpenCV reads) -> H×W×3 RGB uint8."""
+    import cv2
+
+    buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageEncodingError(f"compressed image of {buf.size} bytes cannot be decoded")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def encode_compressed(rgb: npt.NDArray[np.uint8], fmt: str = "png") -> bytes:
+    """H×W×3 RGB uint8 -> the bytes of a CompressedImage in ``fmt`` ("png" is lossless, "jpeg" is not)."""
+    import cv2
+
+    ok, buf = cv2.imencode(f".{fmt}", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise ImageEncodingError(f"cannot encode an image of shape {rgb.shape} as {fmt}")
+    return buf.tobytes()

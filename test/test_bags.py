@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llara_core.bags import BagError, BagTopics, read_episode_bag, write_episode_bag
+from llara_core.bags import BagError, BagOptions, BagTopics, read_episode_bag, write_episode_bag
 from llara_core.conversations import read_dataset, write_dataset
 from llara_core.synthetic import make_episode
 
@@ -29,7 +29,7 @@ def test_bag_round_trip_matches_ground_truth(tmp_path, storage):
 def test_missing_topic_names_it_and_lists_the_bag(tmp_path):
     bag = write_episode_bag(make_episode(1), tmp_path / "ep")
     with pytest.raises(BagError, match=r"ee_pose \(/tool_pose\).*the bag has \[.*'/ee_pose'"):
-        read_episode_bag(bag, topics=BagTopics(ee_pose="/tool_pose"))
+        read_episode_bag(bag, BagOptions(topics=BagTopics(ee_pose="/tool_pose")))
 
 
 def test_corrupt_bag_is_a_clear_error(tmp_path):

@@ -258,7 +258,10 @@ class TabletopEnv:
         t = self.time
         if self.states and t <= self.states[-1].stamp:
             t = self.states[-1].stamp + 1e-6  # a command at the same instant as a periodic sample
-        self.states.append(RobotState(t, self.tcp_pose(), self.gripper_closed))
+        q = self.data.qpos
+        joints = {n: float(q[a]) for n, a in zip(ARM_JOINTS, self._arm_qadr, strict=True)}
+        joints.update({n: float(q[a]) for n, a in zip(FINGER_JOINTS, self._finger_qadr, strict=True)})
+        self.states.append(RobotState(t, self.tcp_pose(), self.gripper_closed, joints))
         if self.render_enabled:
             self.frames.append(CameraFrame(self.render(), t, self.object_boxes()))
 

@@ -32,6 +32,9 @@ APPROACH = 0.10  # m, pre-grasp / pre-place height above the grasp / place point
 MIN_GRASP_Z = 0.025  # m, lowest TCP height (finger tips 1 cm above the table)
 LIN_SPEED = 0.30  # m/s mean TCP speed of a segment
 ANG_SPEED = 1.5  # rad/s mean yaw rate
+# Per-finger opening (m) before a grasp and at release: never below this, so that a finger-position
+# threshold (e.g. 0.026 m with 4 mm hysteresis) tells open from closed on any object (closed <= 0.022 m).
+RELEASE_OPENING = 0.032
 CONTROL_DT = 0.02  # s between IK waypoints (50 Hz)
 # Multi-step tasks place objects side by side along the target's x axis, this far from its center (m):
 # wide enough that a bar (8 cm) and a block never touch, and that the fingers, closing across the line,
@@ -136,14 +139,14 @@ def pick_place(
     place[2] = max(place[2], MIN_GRASP_Z)
     env.handling = None
     move_to(env, kin, topdown_pose([*pick[:2], max(CARRY_Z, pick[2] + APPROACH)], yaw))
-    env.set_gripper(False, opening=half_width + 0.015, wait_s=0.2)
+    env.set_gripper(False, opening=max(half_width + 0.015, RELEASE_OPENING), wait_s=0.2)
     env.handling = obj
     move_to(env, kin, topdown_pose(pick, yaw))
     env.set_gripper(True)
     move_to(env, kin, topdown_pose([*pick[:2], CARRY_Z], yaw))
     move_to(env, kin, topdown_pose([*place[:2], CARRY_Z], yaw + rotation))
     move_to(env, kin, topdown_pose(place, yaw + rotation))
-    env.set_gripper(False, opening=half_width + 0.012, wait_s=0.3)
+    env.set_gripper(False, opening=max(half_width + 0.015, RELEASE_OPENING), wait_s=0.3)
     move_to(env, kin, topdown_pose([*place[:2], place[2] + APPROACH], yaw + rotation))
     env.handling = None
 
