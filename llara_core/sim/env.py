@@ -126,14 +126,14 @@ class TabletopEnv:
         return self._body_pose(self._obj_body[name])
 
     def object_boxes(self) -> list[ObjectBox]:
-        """Every object's box in normalized image coordinates, from its projected hull (occlusion ignored)."""
+        """Every object's box in normalized image coordinates, from its projected hull (occlusion ignored), by name."""
         out = []
         for o in self.scene.objects:
             pts = base_to_normalized(
                 self.camera, self.camera_pose, transform_points(self.object_pose(o.name), o.outline())
             )
             out.append(ObjectBox.from_corners(o.name, *pts.min(axis=0), *pts.max(axis=0)))
-        return out
+        return sorted(out, key=lambda b: b.name)
 
     def render(self) -> npt.NDArray[np.uint8]:
         """RGB image (H×W×3) from the scene camera."""
