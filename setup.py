@@ -16,6 +16,8 @@ PACKAGE = "llara_ros"
 # (test_packaging checks that each one imports and is callable).
 CONSOLE_SCRIPTS = [
     "llara = llara_core.cli:main",
+    "recorder_node = llara_ros.recorder_node:main",
+    "convert_bags = llara_ros.convert_bags:main",
 ]
 
 setup(

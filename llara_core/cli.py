@@ -143,7 +143,7 @@ def _kinds(text: str | None) -> list[str] | None:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from llara_core.bags import BagTopics
-    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.convert import ConversionConfig, convert_bags, print_report
 
     try:
         cfg = ConversionConfig.from_yaml(args.config) if args.config else ConversionConfig()
@@ -167,20 +167,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"llara convert-bags: {exc}", file=sys.stderr)
         return 1
     report = convert_bags(args.bags, args.out, cfg)
-    return _print_conversion_report(report)
-
-
-def _print_conversion_report(report: dict[str, object]) -> int:
-    """One summary line, one line per skipped bag and per warning; the exit code (2 when a bag was skipped)."""
-    conv, done, skipped = report["converted"], report["already_converted"], report["skipped"]
-    print(f"converted {len(conv)}, already converted {len(done)}, skipped {len(skipped)}; samples {report['samples']}")  # type: ignore[arg-type]
-    for s in skipped:  # type: ignore[attr-defined]
-        print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
-    for bag, notes in report["notes"].items():  # type: ignore[attr-defined]
-        for k, v in notes.items():
-            if k != "operator_success":
-                print(f"  WARNING {bag}: {k}: {v}", file=sys.stderr)
-    return 2 if skipped else 0
+    return print_report(report)
 
 
 def _families(text: str) -> list[str]:

@@ -26,6 +26,7 @@ Configuration (YAML, ``--config``)::
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields, replace
@@ -162,3 +163,16 @@ def convert_bags(
     DatasetWriter(out, cfg.kinds, cfg.seed).finalize({"report": "report.json"})
     atomic_write_json(out / "report.json", report)
     return report
+
+
+def print_report(report: dict[str, object]) -> int:
+    """One summary line, one line per skipped bag and per warning; the exit code (2 when a bag was skipped)."""
+    conv, done, skipped = report["converted"], report["already_converted"], report["skipped"]
+    print(f"converted {len(conv)}, already converted {len(done)}, skipped {len(skipped)}; samples {report['samples']}")  # type: ignore[arg-type]
+    for s in skipped:  # type: ignore[attr-defined]
+        print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
+    for bag, notes in report["notes"].items():  # type: ignore[attr-defined]
+        for k, v in notes.items():
+            if k != "operator_success":
+                print(f"  WARNING {bag}: {k}: {v}", file=sys.stderr)
+    return 2 if skipped else 0

@@ -1,0 +1,169 @@
+"""recorder_node: demonstrations -> one rosbag2 per episode (mcap or sqlite3), ready for convert_bags.
+
+Services (std_srvs):
+  ~/start_episode  Trigger   open a new bag in ``output_dir`` and record the configured topics
+  ~/stop_episode   Trigger   close it (metadata.yaml, llara_episode.yaml sidecar)
+  ~/mark_episode   SetBool   the operator's success flag for the open or last episode
+Topics: ``task`` (std_msgs/String) sets the instruction; so does the ``task`` parameter.
+
+Each topic is subscribed raw (the exact wire bytes go into the bag) with the
+QoS its publishers offer, as ``ros2 bag record`` does: reliable only when every
+publisher is reliable, transient-local (e.g. /tf_static) when every publisher
+is. Topics that do not exist yet are picked up as they appear.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from llara_core.bags import BagTopics
+from llara_core.recording import EpisodeRecorder, RecordingError
+
+DEFAULT_TOPICS = [t for t in vars(BagTopics()).values()]
+
+
+def message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the rclpy message class (ImportError names the missing package)."""
+    pkg, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+
+
+class RecorderNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("recorder_node", **kwargs)
+
+        def param(name: str, default: Any, text: str) -> Any:
+            return self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+
+        out = param("output_dir", "llara_episodes", "folder that receives one bag folder per episode")
+        storage = param("storage", "mcap", "rosbag2 storage: mcap (default) or sqlite3")
+        topics = param("topics", DEFAULT_TOPICS, "topics to record (types are discovered from the graph)")
+        prefix = param("episode_prefix", "episode", "bag folder name prefix")
+        self._instruction = param("task", "", "instruction of the next episodes (the task topic overrides it)")
+        checkpoint = param("checkpoint_s", 0.5, "seconds between flushes to disk (what a killed recorder keeps)")
+        if not topics or any(not t.startswith("/") for t in topics):
+            raise ValueError(f"topics must be a non-empty list of absolute topic names, got {topics}")
+        self.recorder = EpisodeRecorder(out, storage, prefix, float(checkpoint))  # validates storage/prefix
+        self.topics = list(dict.fromkeys(topics))
+        self._subs: dict[str, Any] = {}
+        self.create_subscription(String, "task", self._on_task, 10)
+        self.create_service(Trigger, "~/start_episode", self._start)
+        self.create_service(Trigger, "~/stop_episode", self._stop)
+        self.create_service(SetBool, "~/mark_episode", self._mark)
+        self.create_timer(0.5, self._discover)
+        self.get_logger().info(f"recording {self.topics} into {self.recorder.output_dir} ({storage})")
+
+    # -- services ------------------------------------------------------------------------------
+    def _start(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        try:
+            path = self.recorder.start(self._instruction or None)
+        except (RecordingError, OSError) as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        self._discover()
+        res.success, res.message = True, str(path)
+        self.get_logger().info(f"episode started: {path}")
+        return res
+
+    def _stop(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        try:
+            ep = self.recorder.stop()
+        except RecordingError as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        for sub in self._subs.values():
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self._subs.clear()
+        missing = [t for t in self.topics if not ep.counts.get(t)]
+        res.success, res.message = True, str(ep.path)
+        self.get_logger().info(
+            f"episode stopped: {ep.path} {ep.counts}" + (f"; nothing on {missing}" if missing else "")
+        )
+        return res
+
+    def _mark(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        try:
+            ep = self.recorder.mark(req.data)
+        except RecordingError as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        res.success, res.message = True, f"{ep.path}: success={req.data}"
+        return res
+
+    def _on_task(self, msg: String) -> None:
+        self._instruction = msg.data
+        self.recorder.set_instruction(msg.data)
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def _discover(self) -> None:
+        """Subscribe to configured topics that now have publishers (only while an episode is open)."""
+        if not self.recorder.recording:
+            return
+        types = dict(self.get_topic_names_and_types())
+        for topic in self.topics:
+            if topic in self._subs or topic not in types:
+                continue
+            msgtype = types[topic][0]
+            try:
+                cls = message_class(msgtype)
+                self.recorder.add_topic(topic, msgtype)
+            except (ImportError, AttributeError, RecordingError) as exc:
+                self.get_logger().error(f"not recording {topic}: {exc}")
+                self._subs[topic] = None  # don't retry every tick
+                continue
+            self._subs[topic] = self.create_subscription(
+                cls, topic, lambda data, t=topic: self._on_message(t, data), self._qos_for(topic), raw=True
+            )
+
+    def _qos_for(self, topic: str) -> QoSProfile:
+        pubs = self.get_publishers_info_by_topic(topic)
+        reliable = bool(pubs) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in pubs)
+        latched = bool(pubs) and all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in pubs)
+        return QoSProfile(
+            depth=100,
+            reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+        )
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        if self.recorder.recording:
+            self.recorder.write(topic, self.get_clock().now().nanoseconds, data)
+
+    def close(self) -> None:
+        """Finish an open episode cleanly (on shutdown)."""
+        if self.recorder.recording:
+            ep = self.recorder.stop()
+            self.get_logger().info(f"episode closed on shutdown: {ep.path}")
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = RecorderNode()
+    except (ValueError, RecordingError) as exc:
+        print(f"recorder_node: invalid parameters: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
