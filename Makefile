@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench-sim lint clean
+.PHONY: venv demo test test-slow bench-sim bench-convert lint clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test-slow: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(PY) scripts/bench_sim.py
+
+bench-convert: $(STAMP)
+	$(PY) scripts/bench_convert.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llara_core llara_ros test scripts setup.py

@@ -77,6 +77,9 @@ class ConversionConfig:
             raise ValueError(f"cannot read config {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"config {path} must be a mapping")
+        bag = data.get("bag") or {}
+        if isinstance(bag, dict) and bag.get("urdf") and not Path(bag["urdf"]).is_absolute():
+            bag["urdf"] = str((Path(path).resolve().parent / bag["urdf"]).resolve())  # relative to the file
         try:
             return cls.from_dict(data)
         except (TypeError, ValueError) as exc:

@@ -182,3 +182,29 @@ def test_recorder_rejects_invalid_parameters(tmp_path):
            f"output_dir:={tmp_path}"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "storage must be mcap or sqlite3" in r.stderr
+
+
+def test_shipped_configs_are_valid(tmp_path):
+    """config/conversion.yaml parses into options; config/recorder.yaml starts the recorder with its services."""
+    from llara_core.convert import ConversionConfig
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = ConversionConfig.from_yaml(root / "config" / "conversion.yaml")
+    assert cfg.bag.gripper_joint == "finger_left_joint" and len(cfg.kinds) == 8
+    assert Path(cfg.bag.urdf).samefile(root / "urdf" / "llara_arm.urdf")
+    rclpy.init()
+    node = rclpy.create_node("llara_test_cfg")
+    cmd = [sys.executable, "-m", "llara_ros.recorder_node", "--ros-args", "--params-file",
+           str(root / "config" / "recorder.yaml"), "-p", f"output_dir:={tmp_path}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        res = call(node, Trigger, "/recorder_node/start_episode")
+        assert res.success and Path(res.message).parent == tmp_path
+        assert call(node, Trigger, "/recorder_node/stop_episode").success
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=20)[0]
+        node.destroy_node()
+        rclpy.shutdown()
+    assert proc.returncode == 0, out
+    assert "'/tf_static'" in out and "'/detections'" in out
