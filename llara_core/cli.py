@@ -18,7 +18,6 @@ import numpy as np
 
 STAGES_MISSING = [
     ("VLM policy runtime, training, shipped demo model, closed-loop eval", "issue #5"),
-    ("rosbag2 recorder node, convert_bags ROS node, --workers, benchmark", "issue #6"),
     ("policy/action ROS nodes over DDS", "later issues"),
 ]
 
