@@ -204,6 +204,7 @@ def _cmd_sim_demos(args: argparse.Namespace) -> int:
         bags=args.bags,
         storage=args.storage,
         size=args.size,
+        record_hz=args.record_hz,
     )
     print(
         f"written {len(report['written'])}, already there {len(report['already_written'])}, "
@@ -244,6 +245,97 @@ def _cmd_sim_render(args: argparse.Namespace) -> int:
     from llara_core.actions import render_actions
 
     print(render_actions(truth))
+    return 0
+
+
+def _cmd_build_tiny(args: argparse.Namespace) -> int:
+    from llara_core.conversations import read_dataset
+    from llara_core.model.tiny import TinySpec, build_tiny_model
+
+    corpus = [t["value"] for d in args.corpus for r in read_dataset(d, check_images=False) for t in r["conversations"]]
+    if not corpus:
+        print("the corpus datasets hold no text", file=sys.stderr)
+        return 1
+    spec = TinySpec(image_size=args.image_size, vocab_size=args.vocab_size)
+    path = build_tiny_model(args.out, corpus, spec, seed=args.seed)
+    print(f"tiny LLaVA written to {path} (tokenizer trained on {len(corpus)} texts)")
+    return 0
+
+
+def _parse_mix(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        kind, _, ratio = part.partition("=")
+        out[kind.strip()] = float(ratio) if ratio else 1.0
+    if _kinds(",".join(out)) is None:
+        raise SystemExit(1)
+    return out
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from llara_core.model.train import TrainConfig, save_metrics_summary, train
+
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        mix=_parse_mix(args.mix),
+        val_fraction=args.val_fraction,
+        lora={"auto": None, "yes": True, "no": False}[args.lora],
+        save_steps=args.save_steps,
+        eval_steps=args.save_steps,
+        seed=args.seed,
+        bf16=args.bf16,
+        fp16=args.fp16,
+        resume=args.resume,
+    )
+    metrics = train(args.data, args.model, args.out, cfg)
+    print(f"model written to {args.out}: {save_metrics_summary(metrics)}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from llara_core.actions import parse_actions
+    from llara_core.model.runtime import PolicyOutput, VLMPolicy
+
+    policy = VLMPolicy.from_pretrained(args.model, adapter=args.adapter, max_new_tokens=args.max_new_tokens)
+    with Image.open(args.image) as im:
+        image = np.asarray(im.convert("RGB"))
+    if args.question:  # a raw question (any task kind): answer, and parse it when it holds actions
+        t0 = time.perf_counter()
+        text = policy.generate([image], [args.question])[0]
+        res = parse_actions(text)
+        out = PolicyOutput(text, res.steps, res.errors, time.perf_counter() - t0, args.question)
+    else:
+        out = policy.act(image, args.instruction)
+    print(out.text)
+    steps = [dataclasses.asdict(s) for s in out.steps]
+    errors = [e.message for e in out.errors]
+    print(json.dumps({"ok": out.ok, "steps": steps, "errors": errors, "latency_s": round(out.latency_s, 4)}, indent=1))
+    return 0 if out.ok else 1
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from llara_core.evaluate import evaluate, markdown_table
+    from llara_core.model.runtime import VLMPolicy
+
+    policy = VLMPolicy.from_pretrained(args.model, adapter=args.adapter)
+    seeds = range(args.first_seed, args.first_seed + args.episodes)
+    res = evaluate(policy, _families(args.task_family), seeds, args.out, d_inbc=args.d_inbc, title=args.title)
+    print(markdown_table(res["summary"], args.title))
+    print(f"inference latency p50: {1000 * (res['summary']['latency_p50_s'] or 0):.1f} ms")
+    for r in res["episodes"]:
+        if not r["success"] and r["reason"].startswith("unparseable"):
+            print(f"  {r['family']} seed {r['seed']}: {r['reason'][:200]}", file=sys.stderr)
     return 0
 
 
@@ -310,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--bags", help="also write each episode as a rosbag2 into this folder")
     ss.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="bag storage (default mcap)")
     ss.add_argument("--size", type=_size, default=(224, 224), help="camera image WxH (default 224x224)")
+    ss.add_argument(
+        "--record-hz", type=float, default=10.0, help="camera/state recording rate in sim time (default 10)"
+    )
     ss.set_defaults(func=_cmd_sim_demos)
 
     sr = sub.add_parser(
@@ -323,6 +418,66 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--size", type=_size, default=(224, 224), help="camera image WxH (default 224x224)")
     sr.add_argument("--upscale", type=int, default=3, help="enlarge the picture for legibility (default 3)")
     sr.set_defaults(func=_cmd_sim_render)
+
+    sb = sub.add_parser(
+        "build-tiny-model",
+        help="build a tiny LLaVA (random weights) with a tokenizer trained on datasets' text; no download",
+    )
+    sb.add_argument(
+        "--corpus", nargs="+", required=True, help="dataset folders whose prompts/answers train the tokenizer"
+    )
+    sb.add_argument("--out", required=True, help="model folder to write")
+    sb.add_argument("--image-size", type=int, default=224)
+    sb.add_argument("--vocab-size", type=int, default=1024)
+    sb.add_argument("--seed", type=int, default=0)
+    sb.set_defaults(func=_cmd_build_tiny)
+
+    st = sub.add_parser(
+        "train",
+        help="finetune a local image-text-to-text model on LLaVA-format datasets (transformers Trainer)",
+        description="Loss on assistant tokens only; task kinds mixed by --mix; train/val split by episode; checkpoints "
+        "in OUT/checkpoints (--resume continues); LoRA for pretrained bases, full finetuning for tiny models. "
+        "Multi-GPU: accelerate launch -m llara_core.cli train ...",
+    )
+    st.add_argument("--data", nargs="+", required=True, help="dataset folders")
+    st.add_argument("--model", required=True, help="base model folder (local)")
+    st.add_argument("--out", required=True, help="output model folder")
+    st.add_argument("--epochs", type=float, default=3.0)
+    st.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
+    st.add_argument("--batch-size", type=int, default=8)
+    st.add_argument("--grad-accum", type=int, default=1)
+    st.add_argument("--lr", type=float, default=1e-3)
+    st.add_argument(
+        "--mix", help="task kinds and ratios to the number of demonstration steps, e.g. inbc=1,localization=0.5 (default: as is)"
+    )
+    st.add_argument("--val-fraction", type=float, default=0.05)
+    st.add_argument("--lora", choices=["auto", "yes", "no"], default="auto")
+    st.add_argument("--save-steps", type=int, default=200)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--bf16", action="store_true")
+    st.add_argument("--fp16", action="store_true")
+    st.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    st.set_defaults(func=_cmd_train)
+
+    sp2 = sub.add_parser("predict", help="ask a model about one image: the next action, or any --question")
+    sp2.add_argument("--model", required=True)
+    sp2.add_argument("--adapter", help="LoRA adapter folder")
+    sp2.add_argument("--image", required=True)
+    sp2.add_argument("--instruction", default="", help="task instruction (inBC prompt)")
+    sp2.add_argument("--question", help="a raw LLaVA question (<image>\n...) instead of the inBC prompt")
+    sp2.add_argument("--max-new-tokens", type=int, default=96)
+    sp2.set_defaults(func=_cmd_predict)
+
+    se = sub.add_parser("eval", help="closed-loop evaluation of a model in the simulator (LLaRA's re-query loop)")
+    se.add_argument("--model", required=True)
+    se.add_argument("--adapter")
+    se.add_argument("--task-family", default="all", help=sim_help + " (default all)")
+    se.add_argument("--episodes", type=int, default=100, help="seeds per family (default 100)")
+    se.add_argument("--first-seed", type=int, default=0, help="first seed; training data uses seeds >= 10000")
+    se.add_argument("--d-inbc", action="store_true", help="give the scene's object boxes in the prompt (D-inBC)")
+    se.add_argument("--out", help="folder for eval.json, eval.md, eval.png")
+    se.add_argument("--title", default="closed-loop success")
+    se.set_defaults(func=_cmd_eval)
 
     sd = sub.add_parser(
         "demo",

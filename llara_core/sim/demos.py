@@ -47,6 +47,7 @@ def generate_demos(
     bags: str | Path | None = None,
     storage: Storage = "mcap",
     size: tuple[int, int] = DEFAULT_SIZE,
+    record_hz: float = 10.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the expert on ``episodes`` seeds (``seed``, ``seed+1``, …) of every family and write the results.
@@ -71,7 +72,7 @@ def generate_demos(
             report["already_written"].append(eid)
             continue
         task = make_task(family, s)
-        with TabletopEnv(task.scene, width=size[0], height=size[1]) as env:
+        with TabletopEnv(task.scene, width=size[0], height=size[1], record_hz=record_hz) as env:
             result = run_expert(task, env, kin)
         if not result.success or result.episode is None:
             report["failed"].append({"episode": eid, "reason": result.reason})
@@ -83,6 +84,8 @@ def generate_demos(
         report["written"].append(eid)
         for k, n in counts.items():
             report["samples"][k] = report["samples"].get(k, 0) + n
-    writer.finalize({"report": "report.json", "families": list(families), "image_size": list(size)})
+    writer.finalize(
+        {"report": "report.json", "families": list(families), "image_size": list(size), "record_hz": record_hz}
+    )
     atomic_write_json(Path(out) / "report.json", report)
     return report

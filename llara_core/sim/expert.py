@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import Episode
+from llara_core.execution import relaxed_yaw
 from llara_core.geometry import wrap_degrees, yaw_of
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.robot import ArmKinematics, IKError, topdown_pose
@@ -102,11 +103,6 @@ def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike) -> None
     q0 = env.data.ctrl[env._arm_act].copy()
     times, Q = plan_line(kin, q0, kin.fk(q0), target)
     env.execute(times, Q)
-
-
-def relaxed_yaw(xy: npt.ArrayLike) -> float:
-    """Hand yaw at a point with the wrist rolls (joint4, joint6) at zero: the tool x axis faces the base."""
-    return math.atan2(xy[1], xy[0]) + math.pi
 
 
 def grasp_yaw(obj_yaw: float, shape: str, xy: npt.ArrayLike) -> float:

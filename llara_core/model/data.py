@@ -1,0 +1,131 @@
+"""LLaVA-format records -> model inputs with the loss on the assistant's tokens only.
+
+A record's human turn is rendered with the *processor's* chat template (the
+same call the runtime makes at inference), so training and inference see the
+same token sequence up to ``ASSISTANT:``; the answer is tokenized on its own
+and appended with ``</s>``. Labels are ``-100`` over the prompt (image tokens
+included), so only the answer is learned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+def user_messages(question: str, image_token: str = "<image>") -> list[dict[str, Any]]:
+    """A LLaVA human turn (``<image>\\n…``) as a chat message with an image part and a text part."""
+    text = question.replace(image_token, "").lstrip("\n")
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def prompt_text(processor: Any, question: str) -> str:
+    return processor.apply_chat_template(user_messages(question), add_generation_prompt=True, tokenize=False)
+
+
+def encode_example(processor: Any, image: Any, question: str, answer: str) -> dict[str, Any]:
+    """One training example: input_ids, attention_mask, pixel_values, labels (prompt masked)."""
+    enc = processor(images=image, text=prompt_text(processor, question), return_tensors="pt")
+    prompt_ids = enc["input_ids"][0].tolist()
+    tok = processor.tokenizer
+    answer_ids = tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    return {
+        "input_ids": prompt_ids + answer_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+        "pixel_values": enc["pixel_values"][0],
+    }
+
+
+def mix_records(
+    records: Sequence[dict[str, Any]], ratios: dict[str, float] | None, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Subsample or repeat records per task kind: kind k gets ``ratios[k] × (number of demonstration steps)``.
+
+    The number of steps is the count of inbc (or d_inbc) records: both have one per step.
+
+    ``None`` keeps the dataset as it is. Kinds missing from ``ratios`` are dropped.
+    """
+    if not ratios:
+        return list(records)
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_kind[r.get("task", "unknown")].append(r)
+    base = max(len(by_kind.get("inbc", [])), len(by_kind.get("d_inbc", []))) or len(records)
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for kind, ratio in ratios.items():
+        pool = by_kind.get(kind, [])
+        if not pool or ratio <= 0:
+            continue
+        n = round(ratio * base)
+        reps, rest = divmod(n, len(pool))
+        out.extend(pool * reps + rng.sample(pool, rest))
+    rng.shuffle(out)
+    return out
+
+
+def split_by_episode(
+    records: Sequence[dict[str, Any]], val_fraction: float, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train/validation split by episode (the id prefix before '/'), so no episode leaks into both."""
+    episodes = sorted({r["id"].split("/")[0] for r in records})
+    rng = random.Random(seed)
+    rng.shuffle(episodes)
+    n_val = round(len(episodes) * val_fraction) if val_fraction > 0 else 0
+    if val_fraction > 0 and len(episodes) > 1:
+        n_val = max(1, min(n_val, len(episodes) - 1))
+    val_eps = set(episodes[:n_val])
+    train = [r for r in records if r["id"].split("/")[0] not in val_eps]
+    val = [r for r in records if r["id"].split("/")[0] in val_eps]
+    return train, val
+
+
+class ConversationDataset:
+    """A torch-style dataset over records of one or more dataset folders; images load lazily."""
+
+    def __init__(self, records: Sequence[dict[str, Any]], roots: Sequence[Path], processor: Any) -> None:
+        self.records = list(records)
+        self.roots = list(roots)
+        self.processor = processor
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(r.get("task", "unknown") for r in self.records))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from PIL import Image
+
+        rec = self.records[i]
+        root = self.roots[rec["_root"]] if "_root" in rec else self.roots[0]
+        with Image.open(root / rec["image"]) as im:
+            image = im.convert("RGB")
+        conv = rec["conversations"]
+        return encode_example(self.processor, image, conv[0]["value"], conv[1]["value"])
+
+
+def collate(batch: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch (training; generation pads on the left in the runtime)."""
+    import torch
+
+    n = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), n), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[i, :k] = torch.tensor(b["input_ids"])
+        labels[i, :k] = torch.tensor(b["labels"])
+        mask[i, :k] = 1
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "pixel_values": torch.stack([b["pixel_values"] for b in batch]),
+    }

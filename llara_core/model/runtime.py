@@ -1,0 +1,154 @@
+"""The VLM policy: image + instruction -> action text -> parsed steps, on any local image-text-to-text model.
+
+``VLMPolicy.from_pretrained`` loads a Hugging Face checkpoint from a local
+folder only (``local_files_only``, safetensors, no remote code) through
+``AutoProcessor`` + ``AutoModelForImageTextToText`` — LLaVA-1.5-hf first, and
+any family whose processor has a chat template (Qwen2-VL, Idefics3, …) through
+the same calls. A PEFT LoRA folder (what ``llara train`` writes for pretrained
+bases) is recognized and applied on top of its base.
+
+Prompts come from :mod:`llara_core.prompts` (inBC, or D-inBC when object boxes
+are given), decoding is greedy, and the answer goes through the one strict
+parser: a policy never returns coordinates the parser did not accept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from llara_core.actions import ActionKind, ActionStep, ParseError, parse_actions
+from llara_core.episodes import ObjectBox
+from llara_core.model.data import prompt_text
+from llara_core.prompts import dinbc_prompt, inbc_prompt
+
+
+@dataclass
+class PolicyOutput:
+    """The raw answer, what parsed, what did not, and how long image -> parsed action took."""
+
+    text: str
+    steps: list[ActionStep]
+    errors: list[ParseError] = field(default_factory=list)
+    latency_s: float = 0.0
+    prompt: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and not self.errors
+
+
+def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]:
+    """(base model folder, adapter folder or None) for a model folder or a LoRA output folder."""
+    if adapter is not None:
+        return path, Path(adapter)
+    cfg = path / "adapter_config.json"
+    if not cfg.is_file():
+        return path, None
+    hint = path / "llara_base_model.txt"
+    base = hint.read_text().strip() if hint.is_file() else json.loads(cfg.read_text()).get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
+        raise FileNotFoundError(f"{path} is a LoRA adapter whose base model {base!r} is not a local folder")
+    return Path(base), path
+
+
+class VLMPolicy:
+    """A loaded model + processor with LLaRA's prompting and the strict action parser."""
+
+    def __init__(self, model: Any, processor: Any, device: str = "cpu", max_new_tokens: int = 96) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.device = device
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        adapter: str | Path | None = None,
+        device: str = "cpu",
+        dtype: str | None = None,
+        max_new_tokens: int = 96,
+    ) -> VLMPolicy:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"model folder {path} does not exist (models load from local folders only)")
+        base, lora = _resolve(path, adapter)
+        torch_dtype = getattr(torch, dtype) if dtype else None
+        processor = AutoProcessor.from_pretrained(lora or base, local_files_only=True, trust_remote_code=False)
+        model = AutoModelForImageTextToText.from_pretrained(
+            base, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=torch_dtype
+        )
+        if lora is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, lora).merge_and_unload()
+        return cls(model.to(device), processor, device, max_new_tokens)
+
+    # -- prompting -------------------------------------------------------------------------------
+    @staticmethod
+    def build_prompt(
+        instruction: str,
+        objects: Sequence[ObjectBox] | None = None,
+        history: Sequence[ActionStep] = (),
+        kind: ActionKind = "pick_place",
+    ) -> str:
+        """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given; fixed phrasing at inference."""
+        if objects:
+            return dinbc_prompt(instruction, objects, kind=kind, history=history, request_index=0)
+        return inbc_prompt(instruction, kind=kind, history=history, request_index=0)
+
+    def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
+        """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image."""
+        import torch
+        from PIL import Image
+
+        pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, dtype=np.uint8)) for im in images]
+        texts = [prompt_text(self.processor, q) for q in questions]
+        enc = self.processor(images=pil, text=texts, return_tensors="pt", padding=True).to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[:, enc["input_ids"].shape[1] :]
+        return [t.strip() for t in self.processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def act(
+        self,
+        image: npt.NDArray[np.uint8] | Any,
+        instruction: str,
+        objects: Sequence[ObjectBox] | None = None,
+        history: Sequence[ActionStep] = (),
+    ) -> PolicyOutput:
+        """One query of LLaRA's loop: the next step(s) for this image, given the steps already done."""
+        return self.act_batch([image], [instruction], [objects], [history])[0]
+
+    def act_batch(
+        self,
+        images: Sequence[Any],
+        instructions: Sequence[str],
+        objects: Sequence[Sequence[ObjectBox] | None] | None = None,
+        histories: Sequence[Sequence[ActionStep]] | None = None,
+    ) -> list[PolicyOutput]:
+        n = len(images)
+        objects = objects or [None] * n
+        histories = histories or [()] * n
+        prompts = [self.build_prompt(i, o, h) for i, o, h in zip(instructions, objects, histories, strict=True)]
+        t0 = time.perf_counter()
+        texts = self.generate(images, prompts)
+        outs = []
+        for text, prompt in zip(texts, prompts, strict=True):
+            res = parse_actions(text)
+            outs.append(PolicyOutput(text, res.steps, res.errors, 0.0, prompt))
+        dt = (time.perf_counter() - t0) / max(n, 1)
+        for o in outs:
+            o.latency_s = dt
+        return outs

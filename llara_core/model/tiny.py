@@ -1,0 +1,144 @@
+"""A tiny LLaVA built from config, with a tokenizer trained offline: the stand-in for LLaVA-7B on a CPU.
+
+Same architecture family as ``llava-hf/llava-1.5-7b-hf`` (CLIP vision tower →
+MLP projector → Llama), only small, so every code path of the runtime and the
+trainer is the one a real checkpoint takes. Nothing is downloaded: the
+tokenizer is a byte-level BPE trained with ``tokenizers`` on the project's own
+prompts and answers, with every digit its own token (numbers are the actions).
+
+The image processor is ``CLIPImageProcessorPil`` — the torchvision-backed one
+does not load beside torch 2.13 (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+IMAGE_TOKEN = "<image>"
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
+# LLaVA-1.5's conversation format ("USER: <image>\n… ASSISTANT: …</s>"), as a chat template the processor applies.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: "
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+    " {% else %}ASSISTANT: {% for c in message['content'] %}{{ c['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Sizes of the tiny model. The defaults give ≈ 4.7 M parameters (≈ 9 MB in fp16)."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    vision_hidden: int = 128
+    vision_layers: int = 4
+    text_hidden: int = 256
+    text_layers: int = 4
+    heads: int = 4
+    vocab_size: int = 1024
+    max_positions: int = 1024
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> object:
+    """Byte-level BPE (exact round trip of any text, spaces included) with single-digit tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        padding_side="left",  # generation pads on the left
+        model_max_length=2048,
+    )
+
+
+def build_tiny_model(out: str | Path, corpus: Iterable[str], spec: TinySpec = TinySpec(), seed: int = 0) -> Path:
+    """Train the tokenizer on ``corpus`` (prompts and answers), build the model, save both to ``out``."""
+    import torch
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(corpus, spec.vocab_size)
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    n_patches = (spec.image_size // spec.patch_size) ** 2
+    vision = CLIPVisionConfig(
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+        hidden_size=spec.vision_hidden,
+        intermediate_size=4 * spec.vision_hidden,
+        num_hidden_layers=spec.vision_layers,
+        num_attention_heads=spec.heads,
+        projection_dim=spec.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.text_hidden,
+        intermediate_size=3 * spec.text_hidden,
+        num_hidden_layers=spec.text_layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        max_position_embeddings=spec.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=image_id,
+        image_seq_length=n_patches,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    model = LlavaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(
+            size={"shortest_edge": spec.image_size},
+            crop_size={"height": spec.image_size, "width": spec.image_size},
+            do_center_crop=True,
+        ),
+        tokenizer=tokenizer,
+        patch_size=spec.patch_size,
+        vision_feature_select_strategy="default",
+        chat_template=CHAT_TEMPLATE,
+        num_additional_image_tokens=1,  # CLIP's class token, dropped by the "default" strategy
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    (out / "llara_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=1) + "\n")
+    return out

@@ -1,0 +1,197 @@
+"""Supervised finetuning on LLaVA-format conversation datasets with the transformers ``Trainer``.
+
+- the loss is on assistant tokens only (:mod:`llara_core.model.data`);
+- task kinds are mixed by ratio; train/validation split by episode;
+- LoRA (peft) on the language model's attention for pretrained bases, full
+  finetuning for the tiny model (its weights start random: adapters alone
+  cannot teach it);
+- checkpoints every ``save_steps`` in ``OUT/checkpoints``; ``resume=True``
+  continues from the newest one;
+- ``--bf16``/``--fp16`` for GPUs; multi-GPU: ``accelerate launch -m llara_core.cli train …``
+  (the Trainer picks up the distributed environment; only single-process is tested here).
+
+The result is a model folder (weights or adapter, processor files) plus
+``train_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
+
+LORA_TARGET = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"  # not the CLIP tower's q/v projections
+
+
+@dataclass
+class TrainConfig:
+    """What ``llara train`` exposes. ``mix`` maps task kind -> ratio to the number of demonstration steps."""
+
+    epochs: float = 3.0
+    max_steps: int = -1
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    mix: dict[str, float] | None = None
+    val_fraction: float = 0.05
+    lora: bool | None = None  # None: LoRA unless the base is a tiny model built by this project
+    lora_r: int = 16
+    lora_alpha: int = 32
+    save_steps: int = 200
+    eval_steps: int = 200
+    logging_steps: int = 10
+    seed: int = 0
+    bf16: bool = False
+    fp16: bool = False
+    resume: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_records(datasets: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Read and validate every dataset folder; each record remembers its folder (``_root``)."""
+    from llara_core.conversations import read_dataset
+
+    roots = [Path(d) for d in datasets]
+    records = []
+    for i, root in enumerate(roots):
+        for r in read_dataset(root):
+            records.append({**r, "_root": i, "id": f"{i}:{r['id']}" if len(roots) > 1 else r["id"]})
+    return records, roots
+
+
+def _atomic_save(out: Path, save: Any) -> None:
+    """Save into a temporary folder beside ``out``'s files, then move each file in (no half-written model)."""
+    tmp = out / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save(tmp)
+    for f in tmp.iterdir():
+        os.replace(f, out / f.name)
+    tmp.rmdir()
+
+
+def train(
+    datasets: Sequence[str | Path], base_model: str | Path, out: str | Path, config: TrainConfig | None = None
+) -> dict[str, Any]:
+    """Finetune ``base_model`` on ``datasets``; write the model and ``train_metrics.json`` into ``out``."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments, set_seed
+
+    cfg = config or TrainConfig()
+    set_seed(cfg.seed)
+    base, out = Path(base_model), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    processor = AutoProcessor.from_pretrained(base, local_files_only=True)
+    model = AutoModelForImageTextToText.from_pretrained(
+        base, local_files_only=True, use_safetensors=True, trust_remote_code=False
+    )
+    is_tiny = (base / "llara_tiny_spec.json").is_file()
+    use_lora = (not is_tiny) if cfg.lora is None else cfg.lora
+    if use_lora:
+        from peft import LoraConfig, get_peft_model
+
+        lcfg = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=0.05,
+            target_modules=LORA_TARGET,
+            modules_to_save=["multi_modal_projector"],
+        )
+        model = get_peft_model(model, lcfg)
+
+    records, roots = load_records(datasets)
+    train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
+    train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
+    if not train_recs:
+        raise ValueError("no training records after the split and the mixture")
+    train_ds = ConversationDataset(train_recs, roots, processor)
+    val_ds = ConversationDataset(val_recs, roots, processor) if val_recs else None
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=max(
+            0, round(cfg.warmup_ratio * (cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch))
+        ),
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="cosine",
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if val_ds else "no",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        bf16=cfg.bf16,
+        fp16=cfg.fp16,
+        seed=cfg.seed,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=not cfg.progress,
+        use_cpu=not torch.cuda.is_available(),
+        label_names=["labels"],
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,  # type: ignore[arg-type]
+        eval_dataset=val_ds,  # type: ignore[arg-type]
+        data_collator=partial(collate, pad_id=processor.tokenizer.pad_token_id),
+    )
+    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    resume_from = str(ckpts[-1]) if cfg.resume and ckpts else None
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - t0
+    metrics: dict[str, Any] = {
+        "base_model": str(base),
+        "datasets": [str(r) for r in roots],
+        "lora": use_lora,
+        "train_records": len(train_ds),
+        "val_records": len(val_ds) if val_ds else 0,
+        "train_counts": train_ds.counts(),
+        "steps": result.global_step,
+        "resumed_from": resume_from,
+        "train_loss": result.training_loss,
+        "seconds": seconds,
+        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "log": [e for e in trainer.state.log_history if "loss" in e or "eval_loss" in e],
+    }
+    if val_ds:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+
+    def save(tmp: Path) -> None:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        if is_tiny and not use_lora:
+            shutil.copy(base / "llara_tiny_spec.json", tmp / "llara_tiny_spec.json")
+        if use_lora:
+            (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
+
+    _atomic_save(out, save)
+    from llara_core.conversations import atomic_write_json
+
+    atomic_write_json(out / "train_metrics.json", metrics)
+    return metrics
+
+
+def save_metrics_summary(metrics: dict[str, Any]) -> str:
+    """One line for the CLI."""
+    return json.dumps({k: metrics[k] for k in ("steps", "train_loss", "eval_loss", "seconds") if k in metrics})

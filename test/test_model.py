@@ -1,0 +1,171 @@
+"""The VLM runtime and trainer on a real (tiny) transformers LLaVA built offline, and closed-loop evaluation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from llara_core.actions import parse_actions, render_step
+from llara_core.conversations import read_dataset
+from llara_core.evaluate import evaluate, run_episode
+from llara_core.model.data import IGNORE_INDEX, encode_example, mix_records, split_by_episode
+from llara_core.model.runtime import PolicyOutput, VLMPolicy
+from llara_core.model.tiny import TinySpec, build_tiny_model
+from llara_core.model.train import TrainConfig, train
+from llara_core.sim.demos import generate_demos
+from llara_core.sim.env import TabletopEnv
+from llara_core.sim.expert import run_expert
+from llara_core.sim.tasks import make_task
+
+SMALL = TinySpec(image_size=64, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=128, text_layers=2,
+                 vocab_size=512)  # fmt: skip
+LLARA = [sys.executable, "-m", "llara_core.cli"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds")
+    report = generate_demos(["l1_placement", "multi_step"], 1, out, seed=5, progress=False)
+    assert not report["failed"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(dataset, tmp_path_factory):
+    corpus = [t["value"] for r in read_dataset(dataset) for t in r["conversations"]]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), corpus, SMALL)
+
+
+def test_tokenizer_round_trips_action_text_with_one_token_per_digit(tiny):
+    proc = VLMPolicy.from_pretrained(tiny).processor
+    text = "Step 1: Pick up the <p>red block</p> at <b>(0.301,  0.727)</b>, rotate <r>[-30]</r> degrees, and drop it."
+    ids = proc.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert proc.tokenizer.decode(ids) == text
+    toks = proc.tokenizer.convert_ids_to_tokens(ids)
+    assert all(len(t.lstrip("Ġ")) <= 1 for t in toks if any(c.isdigit() for c in t))
+
+
+def test_loss_is_masked_to_the_answer(tiny, dataset):
+    proc = VLMPolicy.from_pretrained(tiny).processor
+    rec = next(r for r in read_dataset(dataset) if r["task"] == "inbc")
+    with Image.open(dataset / rec["image"]) as im:
+        ex = encode_example(proc, im.convert("RGB"), rec["conversations"][0]["value"], rec["conversations"][1]["value"])
+    labels = np.array(ex["labels"])
+    n_prompt = int((labels == IGNORE_INDEX).sum())
+    assert labels[:n_prompt].tolist() == [IGNORE_INDEX] * n_prompt  # the prompt, image tokens included
+    assert ex["input_ids"][n_prompt:] == labels[n_prompt:].tolist()
+    image_id = proc.tokenizer.convert_tokens_to_ids("<image>")
+    assert ex["input_ids"][:n_prompt].count(image_id) == (SMALL.image_size // SMALL.patch_size) ** 2
+    assert proc.tokenizer.decode(labels[n_prompt:].tolist()) == " " + rec["conversations"][1]["value"] + "</s>"
+    assert proc.tokenizer.decode(ex["input_ids"][:n_prompt]).endswith("ASSISTANT:")
+
+
+def test_mixture_and_episode_split():
+    recs = [{"id": f"ep{e}/{k}/{i}", "task": k} for e in range(10) for k in ("inbc", "localization") for i in range(2)]
+    mixed = mix_records(recs, {"inbc": 1.0, "localization": 0.5}, seed=1)
+    assert sum(r["task"] == "inbc" for r in mixed) == 20 and sum(r["task"] == "localization" for r in mixed) == 10
+    assert sum(r["task"] == "inbc" for r in mix_records(recs, {"inbc": 2.5})) == 50  # repeats when asked
+    train_r, val_r = split_by_episode(recs, 0.2, seed=0)
+    assert {r["id"].split("/")[0] for r in train_r}.isdisjoint({r["id"].split("/")[0] for r in val_r})
+    assert len(val_r) == 8 and len(train_r) == 32
+
+
+def test_tiny_model_learns_its_answers_and_acts_through_the_cli(tiny, dataset, tmp_path):
+    """build -> `llara train` (full finetune) -> save -> reload -> act: parseable, and the trained answer."""
+    out = tmp_path / "trained"
+    cmd = [*LLARA, "train", "--data", str(dataset), "--model", str(tiny), "--out", str(out), "--max-steps", "110",
+           "--batch-size", "3", "--lr", "3e-3", "--mix", "inbc=1", "--val-fraction", "0", "--save-steps", "500"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["lora"] is False and metrics["steps"] == 110 and metrics["train_counts"] == {"inbc": 3}
+    assert metrics["log"][-1]["loss"] < metrics["log"][0]["loss"] / 5
+    policy = VLMPolicy.from_pretrained(out)
+    recs = [r for r in read_dataset(dataset) if r["task"] == "inbc"]
+    exact = 0
+    for rec in recs:
+        with Image.open(dataset / rec["image"]) as im:
+            text = policy.generate([np.asarray(im.convert("RGB"))], [rec["conversations"][0]["value"]])[0]
+        exact += text == rec["conversations"][1]["value"]
+        assert parse_actions(text).ok, text
+    assert exact >= 2
+    first = recs[0]
+    pr = subprocess.run([*LLARA, "predict", "--model", str(out), "--image", str(dataset / first["image"]),
+                         "--question", first["conversations"][0]["value"]],
+                        capture_output=True, text=True)  # fmt: skip
+    assert pr.returncode == 0, pr.stdout + pr.stderr
+    assert json.loads(pr.stdout.split("\n", 1)[1])["ok"] is True
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny, dataset, tmp_path):
+    cfg = TrainConfig(max_steps=2, batch_size=2, save_steps=2, val_fraction=0.0, mix={"inbc": 1.0}, progress=False)
+    train([dataset], tiny, tmp_path / "m", cfg)
+    cfg.max_steps, cfg.resume = 4, True
+    m = train([dataset], tiny, tmp_path / "m", cfg)
+    assert m["steps"] == 4 and m["resumed_from"].endswith("checkpoint-2")
+    assert (tmp_path / "m" / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_lora_adapts_only_the_language_model_and_loads_on_its_base(tiny, dataset, tmp_path):
+    cfg = TrainConfig(max_steps=2, batch_size=2, val_fraction=0.3, lora=True, mix={"inbc": 1.0, "localization": 1.0},
+                      progress=False)  # fmt: skip
+    m = train([dataset], tiny, tmp_path / "lora", cfg)
+    assert m["lora"] is True and "eval_loss" in m
+    acfg = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    assert "language_model" in acfg["target_modules"]
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "lora" / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    assert keys and not any("vision_tower" in k for k in keys) and any("q_proj" in k for k in keys)
+    policy = VLMPolicy.from_pretrained(tmp_path / "lora")
+    out = policy.act(np.zeros((64, 64, 3), np.uint8), "put the red block into the bowl")
+    assert isinstance(out, PolicyOutput) and out.latency_s > 0
+
+
+class OraclePolicy:
+    """Answers with the expert's next step (from a demonstration of the same seed): the loop's upper bound."""
+
+    def __init__(self, family: str, seed: int) -> None:
+        task = make_task(family, seed)
+        with TabletopEnv(task.scene) as env:
+            self.steps = run_expert(task, env).episode.action_steps()
+
+    def act(self, image, instruction, objects=None, history=()):
+        step = self.steps[min(len(history), len(self.steps) - 1)]
+        text = render_step(step, 1)
+        return PolicyOutput(text, parse_actions(text).steps, [], 0.001)
+
+
+class GarbagePolicy:
+    def act(self, image, instruction, objects=None, history=()):
+        text = "Step 1: Pick up the object at <b>(0.5, 1.7)</b>, rotate <r>[0]</r> degrees, and drop it at <b>(0.2"
+        res = parse_actions(text)
+        return PolicyOutput(text, res.steps, res.errors, 0.001)
+
+
+def test_closed_loop_executes_first_steps_and_requeries(tmp_path):
+    row = run_episode(OraclePolicy("multi_step", 3), "multi_step", 3)
+    assert row["success"] and row["steps"] == 2 and len(row["answers"]) == 2
+
+
+def test_unparseable_answers_fail_and_never_move_the_arm(tmp_path):
+    res = evaluate(GarbagePolicy(), ["l1_placement"], [4], out=tmp_path, progress=False)
+    row = res["episodes"][0]
+    assert not row["success"] and row["steps"] == 0 and row["reason"].startswith("unparseable")
+    assert (tmp_path / "eval.png").stat().st_size > 1000 and "0/1" in (tmp_path / "eval.md").read_text()
+    assert json.loads((tmp_path / "eval.json").read_text())["summary"]["levels"]["L1"]["n"] == 1
+
+
+def test_eval_cli_runs_a_model_in_the_sim(tiny, tmp_path):
+    r = subprocess.run([*LLARA, "eval", "--model", str(tiny), "--task-family", "l1_placement", "--episodes", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| l1_placement | 0/1" in r.stdout and "latency p50" in r.stdout  # an untrained model fails, honestly
+    assert Path(tmp_path / "eval.json").is_file()
