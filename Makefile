@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench-sim bench-convert lint clean
+.PHONY: venv demo demo-model test test-slow bench-sim bench-convert lint clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Rebuilds models/llara-tiny-sim from nothing (sim demos, tokenizer, training, eval, model card): ~45 min on 2 cores.
+demo-model: $(STAMP)
+	$(PY) scripts/make_demo_model.py --out models/llara-tiny-sim --work .demo-model-work
 
 bench-sim: $(STAMP)
 	$(PY) scripts/bench_sim.py

@@ -30,6 +30,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/urdf", glob("urdf/*.urdf") + glob("urdf/*.xacro")),
+        (f"share/{PACKAGE}/models/llara-tiny-sim", glob("models/llara-tiny-sim/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

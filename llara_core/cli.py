@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 STAGES_MISSING = [
-    ("VLM policy runtime, training, shipped demo model, closed-loop eval", "issue #5"),
-    ("policy/action ROS nodes over DDS", "later issues"),
+    ("policy/action ROS nodes over DDS (camera -> VLM -> action text -> arm)", "later issues"),
 ]
 
 
@@ -121,10 +120,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     png = out / "actions.png"
     atomic_write_bytes(png, encode_png(draw_steps(ep.frames[0].image, ep.action_steps(), TRUE_RGB, upscale=3)))
     print(f"6. {png}: {ep.instruction!r} with its pick (o) and place (+) points")
+    if _demo_closed_loop(out, args.eval_episodes) != 0:
+        return 1
     print(f"done in {time.perf_counter() - t0:.1f} s")
     print("\nDEMO INCOMPLETE - stages of the full loop not implemented yet:")
     for what, where in STAGES_MISSING:
         print(f"  MISSING  {what}  ({where})")
+    return 0
+
+
+def _demo_closed_loop(out: Path, episodes: int) -> int:
+    """Stage 7 of the demo: the shipped model drives the arm in the sim on held-out seeds (LLaRA's loop)."""
+    from llara_core.actions import parse_actions
+    from llara_core.annotate import PRED_RGB, TRUE_RGB, draw_steps
+    from llara_core.conversations import atomic_write_bytes, encode_png
+    from llara_core.evaluate import evaluate, markdown_table
+    from llara_core.model.runtime import VLMPolicy
+    from llara_core.resources import demo_model_path
+    from llara_core.sim.env import TabletopEnv
+    from llara_core.sim.expert import run_expert
+    from llara_core.sim.tasks import make_task
+
+    try:
+        model = demo_model_path()
+    except FileNotFoundError as exc:
+        print(f"FAIL: no demo model ({exc}); build it with `make demo-model`", file=sys.stderr)
+        return 1
+    policy = VLMPolicy.from_pretrained(model)
+    res = evaluate(policy, ["l1_placement", "multi_step"], range(episodes), out / "eval", progress=False)
+    print(f"7. the shipped model {model} in closed loop on held-out seeds 0..{episodes - 1}:")
+    print(markdown_table(res["summary"]))
+    print(f"   inference latency p50 {1000 * res['summary']['latency_p50_s']:.0f} ms; details in {out / 'eval'}")
+    task = make_task("l1_placement", 0)
+    with TabletopEnv(task.scene) as env:
+        image = env.render()
+        truth = run_expert(task, env).episode.action_steps()  # type: ignore[union-attr]
+    answer = policy.act(image, task.instruction)
+    img = draw_steps(image, truth, TRUE_RGB, "T", upscale=3)
+    img = draw_steps(image, parse_actions(answer.text).steps, PRED_RGB, "P", canvas=img)
+    atomic_write_bytes(out / "prediction.png", encode_png(img))
+    print(f"8. {out / 'prediction.png'}: {task.instruction!r} -> {answer.text!r} (green expert, magenta model)")
     return 0
 
 
@@ -448,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--grad-accum", type=int, default=1)
     st.add_argument("--lr", type=float, default=1e-3)
     st.add_argument(
-        "--mix", help="task kinds and ratios to the number of demonstration steps, e.g. inbc=1,localization=0.5 (default: as is)"
+        "--mix",
+        help="task kinds and ratios to the number of demonstration steps, e.g. inbc=1,localization=0.5 (default: as is)",
     )
     st.add_argument("--val-fraction", type=float, default=0.05)
     st.add_argument("--lora", choices=["auto", "yes", "no"], default="auto")
@@ -485,9 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the scripted expert in the MuJoCo tabletop, writes the demonstrations as a LLaVA dataset "
         "(all task kinds) and as rosbag2 episodes, converts the bags back, checks the answers against the sim, lifts "
         "every inBC answer to 3-D through the camera model and reports the error against the ground-truth gripper "
-        "positions, and draws the actions on a camera image (OUT/actions.png).",
+        "positions, draws the actions on a camera image (OUT/actions.png), and lets the shipped demo model drive the "
+        "arm in closed loop on held-out seeds (OUT/eval, OUT/prediction.png).",
     )
     sd.add_argument("--episodes", type=int, default=2, help="episodes per task family (default 2)")
+    sd.add_argument("--eval-episodes", type=int, default=3, help="held-out seeds per family in closed loop (default 3)")
     sd.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     sd.add_argument("--out", help="output folder (default: a new temporary folder)")
     sd.set_defaults(func=_cmd_demo)

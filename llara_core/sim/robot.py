@@ -11,14 +11,14 @@ and SE(3) log rather than hand-written ones.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+from llara_core.resources import resource_path
 
 ARM_JOINTS: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
 FINGER_JOINTS: tuple[str, ...] = ("finger_left_joint", "finger_right_joint")
@@ -36,20 +36,7 @@ class IKError(RuntimeError):
 
 def urdf_path() -> Path:
     """Locate ``llara_arm.urdf``: $LLARA_URDF, the source tree, or the installed share/llara_ros/urdf."""
-    env = os.environ.get("LLARA_URDF")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "urdf" / "llara_arm.urdf")
-    candidates.append(Path(sys.prefix) / "share" / "llara_ros" / "urdf" / "llara_arm.urdf")
-    try:  # a sourced ROS 2 workspace
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("llara_ros")) / "urdf" / "llara_arm.urdf")
-    except Exception:  # ament_index is absent in a plain venv, or the package is not installed there
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise FileNotFoundError(f"llara_arm.urdf not found; looked in {[str(c) for c in candidates]}; set LLARA_URDF")
+    return resource_path("urdf", "llara_arm.urdf", env="LLARA_URDF")
 
 
 @dataclass(frozen=True)
