@@ -169,3 +169,16 @@ def test_eval_cli_runs_a_model_in_the_sim(tiny, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| l1_placement | 0/1" in r.stdout and "latency p50" in r.stdout  # an untrained model fails, honestly
     assert Path(tmp_path / "eval.json").is_file()
+
+
+def test_a_dataset_converted_from_bags_trains_unchanged(tiny, tmp_path):
+    """sim -> rosbag2 -> convert_bags -> llara train: the converter's output is a training set as it is."""
+    from llara_core.convert import convert_bags
+
+    generate_demos(["l1_placement"], 1, tmp_path / "sim", seed=7, bags=tmp_path / "bags", progress=False)
+    report = convert_bags(sorted((tmp_path / "bags").iterdir()), tmp_path / "conv", progress=False)
+    assert report["skipped"] == [] and report["samples"]["inbc"] == 1
+    m = train([tmp_path / "conv"], tiny, tmp_path / "m", TrainConfig(max_steps=2, batch_size=2, val_fraction=0.0,
+                                                                     progress=False))  # fmt: skip
+    assert m["steps"] == 2 and sum(m["train_counts"].values()) == sum(report["samples"].values())
+    assert VLMPolicy.from_pretrained(tmp_path / "m").act(np.zeros((64, 64, 3), np.uint8), "x").text is not None
