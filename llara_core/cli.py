@@ -297,6 +297,14 @@ def _cmd_build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain_vision(args: argparse.Namespace) -> int:
+    from llara_core.model.pretrain_vision import pretrain_vision_tower
+
+    m = pretrain_vision_tower(args.model, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    print(json.dumps(m))
+    return 0
+
+
 def _parse_mix(text: str | None) -> dict[str, float] | None:
     if not text:
         return None
@@ -466,6 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--vocab-size", type=int, default=1024)
     sb.add_argument("--seed", type=int, default=0)
     sb.set_defaults(func=_cmd_build_tiny)
+
+    sv2 = sub.add_parser(
+        "pretrain-vision",
+        help="pretrain a tiny model's vision tower on the datasets' object boxes (in place), before `llara train`",
+    )
+    sv2.add_argument("--model", required=True, help="tiny model folder (updated in place)")
+    sv2.add_argument("--data", nargs="+", required=True, help="dataset folders with 'detection' records")
+    sv2.add_argument("--steps", type=int, default=1500)
+    sv2.add_argument("--batch-size", type=int, default=32)
+    sv2.add_argument("--lr", type=float, default=2e-3)
+    sv2.set_defaults(func=_cmd_pretrain_vision)
 
     st = sub.add_parser(
         "train",

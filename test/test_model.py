@@ -182,3 +182,24 @@ def test_a_dataset_converted_from_bags_trains_unchanged(tiny, tmp_path):
                                                                      progress=False))  # fmt: skip
     assert m["steps"] == 2 and sum(m["train_counts"].values()) == sum(report["samples"].values())
     assert VLMPolicy.from_pretrained(tmp_path / "m").act(np.zeros((64, 64, 3), np.uint8), "x").text is not None
+
+
+def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp_path):
+    import shutil
+
+    import torch
+
+    from llara_core.model.pretrain_vision import pretrain_vision_tower
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny, model)
+    before = VLMPolicy.from_pretrained(model).model.state_dict()
+    m = pretrain_vision_tower(model, [dataset], steps=60, batch_size=4, lr=3e-3, progress=False)
+    after = VLMPolicy.from_pretrained(model).model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("vision_tower" in k for k in changed)
+    assert m["images"] == 2 and "block" in m["shapes"] and m["final_loss"] < 3.0
+    with pytest.raises(ValueError, match="no detection records"):
+        empty = tmp_path / "inbc_only"
+        generate_demos(["l1_placement"], 1, empty, seed=9, kinds=["inbc"], progress=False)
+        pretrain_vision_tower(model, [empty], steps=1)

@@ -114,6 +114,8 @@ def train(
     records, roots = load_records(datasets)
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
     train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
+    if cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
+        val_recs = [r for r in val_recs if cfg.mix.get(r.get("task", ""), 0) > 0]
     if not train_recs:
         raise ValueError("no training records after the split and the mixture")
     train_ds = ConversationDataset(train_recs, roots, processor)
