@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-slow bench-sim bench-convert lint clean
+.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-policy ablation lint clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ bench-sim: $(STAMP)
 
 bench-convert: $(STAMP)
 	$(PY) scripts/bench_convert.py
+
+bench-policy: $(STAMP)
+	$(PY) scripts/bench_policy.py
+
+# LLaRA's inBC / D-inBC / D-inBC+aux comparison at small scale -> docs/RESULTS.md (hours on a CPU)
+ablation: $(STAMP)
+	$(PY) scripts/ablation.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llara_core llara_ros test scripts setup.py
