@@ -11,7 +11,9 @@ variant with the same step budget:
 - ``d_inbc``: D-inBC only (object boxes in the prompt);
 - ``d_inbc_aux``: D-inBC plus the six auxiliary tasks, each at ratio 0.5 per step.
 
-Each model is evaluated in closed loop on held-out seeds of every family (with
+Every variant of one training seed starts from the same tiny LLaVA whose
+vision tower was pretrained on the demonstrations' boxes (as LLaRA's variants
+share one pretrained LLaVA). Each model is evaluated in closed loop on held-out seeds of every family (with
 the scene's boxes in the prompt for the D-inBC variants, as LLaRA evaluates
 D-inBC with detections). The table of mean ± std success per variant, size
 and level is written to docs/RESULTS.md whatever the outcome, with the raw
@@ -49,6 +51,7 @@ def main() -> int:
 
     from llara_core.conversations import read_dataset
     from llara_core.evaluate import evaluate
+    from llara_core.model.pretrain_vision import pretrain_vision_tower
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.tiny import build_tiny_model
     from llara_core.model.train import TrainConfig, train
@@ -70,7 +73,11 @@ def main() -> int:
             keep = {f"{fam}-{s:06d}" for s in range(10000, 10000 + round(size * share))}
             _subset(data / fam, subset / fam, keep)
         for seed in seeds:
-            base = build_tiny_model(work / f"base_{seed}", corpus, seed=seed)
+            base = work / f"base_{seed}"
+            if not (base / "vision_pretrained.json").is_file():  # one pretrained tower per seed, shared by variants
+                build_tiny_model(base, corpus, seed=seed)
+                vp = pretrain_vision_tower(base, [data / "l1_placement", data / "multi_step"], seed=seed, progress=False)
+                (base / "vision_pretrained.json").write_text(json.dumps(vp))
             for name, (mix, boxes) in VARIANTS.items():
                 key = f"{name}/{size}"
                 out = work / "models" / f"{name}_{size}_{seed}"
