@@ -165,12 +165,14 @@ def write_episode_bag(
     topics: BagTopics = BagTopics(),
     image_format: Literal["raw", "png", "jpeg"] = "raw",
     ee_pose: bool = True,
+    gripper_float: bool = False,
 ) -> Path:
     """Write an episode as a rosbag2 with standard message types (what a recorder on a robot produces).
 
     Joint states are written when the episode's states carry joint positions,
     detections when its frames carry object boxes; ``ee_pose=False`` leaves out
-    the pose topic (the FK path must then be used to read it back).
+    the pose topic (the FK path must then be used to read it back);
+    ``gripper_float=True`` writes the gripper as std_msgs/Float64 (1.0 closed).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -193,7 +195,7 @@ def write_episode_bag(
     layout = [
         ("image", topics.image, img_type),
         ("info", topics.camera_info, "sensor_msgs/msg/CameraInfo"),
-        ("grip", topics.gripper, "std_msgs/msg/Bool"),
+        ("grip", topics.gripper, "std_msgs/msg/Float64" if gripper_float else "std_msgs/msg/Bool"),
         ("task", topics.task, "std_msgs/msg/String"),
         ("tf", topics.tf_static, "tf2_msgs/msg/TFMessage"),
     ]
@@ -278,7 +280,12 @@ def write_episode_bag(
                     effort=np.zeros(0),
                 )
                 msgs.append((_ns(st.stamp), "joints", js))
-            msgs.append((_ns(st.stamp), "grip", T["std_msgs/msg/Bool"](data=bool(st.gripper_closed))))
+            grip = (
+                T["std_msgs/msg/Float64"](data=float(st.gripper_closed))
+                if gripper_float
+                else T["std_msgs/msg/Bool"](data=bool(st.gripper_closed))
+            )
+            msgs.append((_ns(st.stamp), "grip", grip))
         for t, name, msg in sorted(msgs, key=lambda m: m[0]):
             c = conns[name]
             w.write(c, t, ts.serialize_cdr(msg, c.msgtype))

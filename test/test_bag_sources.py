@@ -232,3 +232,11 @@ def test_bags_without_ros_bag_record_naming_convert_by_topic_flags(episodes, tmp
     r = subprocess.run([sys.executable, "-m", "llara_core.cli", "convert-bags", str(bag), "--out", str(out)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "missing topic image (/camera/color/image_raw)" in r.stderr and "/cam/rgb" in r.stderr
+
+
+def test_a_numeric_gripper_topic_needs_and_uses_a_threshold(episodes, tmp_path):
+    ep = episodes[0]
+    bag = write_episode_bag(ep, tmp_path / "f", gripper_float=True)
+    with pytest.raises(BagError, match="Float64: set 'gripper_threshold'"):
+        read_episode_bag(bag)
+    _same_actions(ep, read_episode_bag(bag, BagOptions(gripper_threshold=0.5, gripper_closed_below=False)), tol=0.0)
