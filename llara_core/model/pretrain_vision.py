@@ -5,7 +5,11 @@ from random weights, and learning to see *and* to talk in one finetuning run
 is slow on a CPU. So, before finetuning, the tower learns a dense task on the
 same demonstrations: for every patch, the colour and the shape of the object
 whose center lies there (if any; two heads, so that unseen colour–shape pairs
-still get the right features) and where inside the patch. Labels come from the datasets' detection
+still get the right features), where inside the patch, and where the patch
+itself is in the image. The last target matters: the language model reads the
+image tokens through rotary positions *relative* to the answer, and the
+instruction between them has a variable length, so the absolute position of a
+patch must be in its features for the coordinates to be read out as text. Labels come from the datasets' detection
 records (every object's box in normalized coordinates), nothing else. The
 language model then only has to learn to read those features out as text.
 """
@@ -69,7 +73,9 @@ def pretrain_vision_tower(
     colors = sorted({w[0] for w in words if len(w) > 1})
     shapes = sorted({w[-1] for w in words})
     nc, ns = len(colors) + 1, len(shapes) + 1  # class 0: no object center in this patch / no colour
-    head = torch.nn.Linear(vcfg.hidden_size, nc + ns + 2)
+    head = torch.nn.Linear(vcfg.hidden_size, nc + ns + 4)
+    grid = torch.stack(torch.meshgrid(torch.arange(g), torch.arange(g), indexing="xy"), -1).reshape(-1, 2)
+    patch_xy = (grid.float() + 0.5) / g  # (g*g, 2): each patch's own center, normalized
     pixels = []
     targets = np.zeros((len(samples), g * g, 2), dtype=np.int64)
     offsets = np.zeros((len(samples), g * g, 2), dtype=np.float32)
@@ -101,7 +107,8 @@ def pretrain_vision_tower(
         loss = ce(out[..., :nc].reshape(-1, nc), t[..., 0].reshape(-1), weight=wc)
         loss = loss + ce(out[..., nc : nc + ns].reshape(-1, ns), t[..., 1].reshape(-1), weight=ws)
         m = t[..., 1] > 0
-        loss = loss + 4 * torch.nn.functional.l1_loss(out[..., nc + ns :][m], Off[idx][m])
+        loss = loss + 4 * torch.nn.functional.l1_loss(out[..., nc + ns : nc + ns + 2][m], Off[idx][m])
+        loss = loss + 4 * torch.nn.functional.l1_loss(out[..., nc + ns + 2 :], patch_xy.expand(len(idx), -1, -1))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -115,7 +122,8 @@ def pretrain_vision_tower(
         m = t[..., 1] > 0
         hit = (out[..., :nc].argmax(-1) == t[..., 0]) & (out[..., nc : nc + ns].argmax(-1) == t[..., 1])
         acc = float(hit[m].float().mean())
-        off_err = float((out[..., nc + ns :][m] - Off[idx][m]).abs().mean()) / g
+        off_err = float((out[..., nc + ns : nc + ns + 2][m] - Off[idx][m]).abs().mean()) / g
+        pos_err = float((out[..., nc + ns + 2 :] - patch_xy).abs().mean())
     model.save_pretrained(model_dir, safe_serialization=True)
     return {
         "steps": steps,
@@ -125,5 +133,6 @@ def pretrain_vision_tower(
         "final_loss": float(np.mean(losses[-20:])),
         "center_patch_accuracy": acc,
         "center_offset_error": off_err,
+        "patch_position_error": pos_err,
         "seconds": time.perf_counter() - t0,
     }
