@@ -112,6 +112,8 @@ def test_demo_runs_end_to_end_and_reports_missing_stages(tmp_path):
     assert mm < 2.0  # 3-decimal quantization of a 224x224 view of the table bounds the error at ~1 mm
     assert float(res.stdout.split("coordinate difference ")[1].split()[0]) <= 0.01
     assert (tmp_path / "actions.png").stat().st_size > 1000
+    assert "7. the shipped model" in res.stdout and (tmp_path / "eval" / "eval.json").is_file()
+    assert (tmp_path / "prediction.png").stat().st_size > 1000
     v = subprocess.run(
         [sys.executable, "-m", "llara_core.cli", "validate-dataset", str(tmp_path / "dataset")],
         capture_output=True,
