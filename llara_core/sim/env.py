@@ -104,6 +104,11 @@ class TabletopEnv:
         return self.data.qpos[self._arm_qadr].copy()
 
     @property
+    def commanded_q(self) -> npt.NDArray[np.float64]:
+        """Arm joint targets the servos hold now (where the next motion starts from)."""
+        return self.data.ctrl[self._arm_act].copy()
+
+    @property
     def finger_q(self) -> npt.NDArray[np.float64]:
         return self.data.qpos[self._finger_qadr].copy()
 

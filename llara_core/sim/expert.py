@@ -100,7 +100,7 @@ def plan_line(
 
 def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike) -> None:
     """Move the TCP from its commanded pose to ``target`` (top-down pose) along a straight line."""
-    q0 = env.data.ctrl[env._arm_act].copy()
+    q0 = env.commanded_q
     times, Q = plan_line(kin, q0, kin.fk(q0), target)
     env.execute(times, Q)
 
