@@ -95,6 +95,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     truth = {r["id"]: r["conversations"][1]["value"] for r in records if r["task"] == "inbc"}
     coord_err: list[float] = []
     errors_mm: list[float] = []
+    bag_episodes = {}  # each bag read once, whatever its number of steps
     for rec in from_bags:
         if rec["task"] != "inbc":
             continue
@@ -104,7 +105,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 1
         step, ref = parsed.steps[0], want.steps[0]
         coord_err.append(float(np.abs(np.subtract([*step.pick, *step.place], [*ref.pick, *ref.place])).max()))
-        ep = read_episode_bag(out / "bags" / rec["id"].split("/")[0])
+        eid = rec["id"].split("/")[0]
+        if eid not in bag_episodes:
+            bag_episodes[eid] = read_episode_bag(out / "bags" / eid)
+        ep = bag_episodes[eid]
         st = ep.steps()[step.index - 1]
         for xy, si in ((step.pick, st.pick_state), (step.place, st.place_state)):
             gt = ep.states[si].ee_pose[:3, 3]
@@ -318,7 +322,7 @@ def _parse_mix(text: str | None) -> dict[str, float] | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from llara_core.model.train import TrainConfig, save_metrics_summary, train
+    from llara_core.model.train import TrainConfig, metrics_summary, train
 
     cfg = TrainConfig(
         epochs=args.epochs,
@@ -337,7 +341,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
     metrics = train(args.data, args.model, args.out, cfg)
-    print(f"model written to {args.out}: {save_metrics_summary(metrics)}")
+    print(f"model written to {args.out}: {metrics_summary(metrics)}")
     return 0
 
 

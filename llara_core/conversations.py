@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from llara_core.actions import render_step
 from llara_core.episodes import Episode
+from llara_core.images import encode_compressed
 from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, dinbc_prompt, inbc_prompt
 
 GENERATOR = "llara_core.conversations"
@@ -160,13 +161,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
-    """RGB uint8 image -> PNG bytes (OpenCV, which wants BGR)."""
-    import cv2
-
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-    if not ok:  # pragma: no cover - cv2 only fails on unsupported dtypes, which Episode rejects
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
+    """RGB uint8 image -> PNG bytes (raises ImageEncodingError, a ValueError, if OpenCV cannot encode it)."""
+    return encode_compressed(image, "png")
 
 
 class DatasetWriter:

@@ -17,7 +17,7 @@ Configuration (YAML, ``--config``)::
     bag:                                       # llara_core.bags.BagOptions
       topics: {image: /camera/color/image_raw, ee_pose: /ee_pose, gripper: /gripper_closed}
       camera_pose: [1.0, 0.0, 0.7, 0.0, 0.0, 0.0, 1.0]
-      urdf: urdf/llara_arm.urdf
+      urdf: ../urdf/llara_arm.urdf             # relative to the YAML file
       gripper_joint: finger_left_joint
       gripper_threshold: 0.026
       gripper_hysteresis: 0.004

@@ -41,6 +41,11 @@ def relaxed_yaw(xy: npt.ArrayLike) -> float:
     return math.atan2(p[1], p[0]) + math.pi
 
 
+def nearest_yaw(angle: float, symmetry: float, preferred: float) -> float:
+    """``angle + k·symmetry`` closest to ``preferred`` (rad): the equivalent hand yaw the wrist reaches easiest."""
+    return angle + round((preferred - angle) / symmetry) * symmetry
+
+
 def object_axis(
     image: npt.NDArray[np.uint8],
     camera: CameraModel,
@@ -104,5 +109,5 @@ def plan_step(
     if image is not None:
         axis = object_axis(image, camera, base_T_cam, step.pick, grasp_z + 0.015)
         if axis is not None and axis[1] >= ELONGATED:
-            yaw = axis[0] + round((yaw - axis[0]) / math.pi) * math.pi  # tool x along the long axis
+            yaw = nearest_yaw(axis[0], math.pi, yaw)  # tool x along the long axis
     return StepPlan(pick, place, yaw, -math.radians(step.rotation_deg))

@@ -194,6 +194,6 @@ def train(
     return metrics
 
 
-def save_metrics_summary(metrics: dict[str, Any]) -> str:
+def metrics_summary(metrics: dict[str, Any]) -> str:
     """One line for the CLI."""
     return json.dumps({k: metrics[k] for k in ("steps", "train_loss", "eval_loss", "seconds") if k in metrics})

@@ -61,7 +61,7 @@ class TabletopEnv:
         m = self.model
         jid = {n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in (*ARM_JOINTS, *FINGER_JOINTS)}
         self._arm_qadr = np.array([m.jnt_qposadr[jid[n]] for n in ARM_JOINTS])
-        self._arm_vadr = np.array([m.jnt_dofadr[jid[n]] for n in ARM_JOINTS])
+        self._arm_range = m.jnt_range[[jid[n] for n in ARM_JOINTS]].T.copy()  # (lower, upper) of each arm joint
         self._finger_qadr = np.array([m.jnt_qposadr[jid[n]] for n in FINGER_JOINTS])
         self._arm_act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in ARM_JOINTS])
         self._finger_act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in FINGER_JOINTS])
@@ -190,9 +190,7 @@ class TabletopEnv:
             raise ValueError("trajectory times must increase strictly")
         if not np.all(np.isfinite(P)):
             raise ValueError("trajectory positions must be finite")
-        lo, hi = self.model.jnt_range[
-            [self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_JOINT, j) for j in ARM_JOINTS]
-        ].T
+        lo, hi = self._arm_range
         if np.any(P < lo - 1e-6) or np.any(P > hi + 1e-6):
             raise ValueError("trajectory leaves the joint limits")
         t0, dt = self.time, self.model.opt.timestep

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import Episode
-from llara_core.execution import relaxed_yaw
+from llara_core.execution import nearest_yaw, relaxed_yaw
 from llara_core.geometry import wrap_degrees, yaw_of
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.robot import ArmKinematics, IKError, topdown_pose
@@ -107,10 +107,7 @@ def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike) -> None
 
 def grasp_yaw(obj_yaw: float, shape: str, xy: npt.ArrayLike) -> float:
     """The hand yaw among the object's grasp symmetries closest to the arm's relaxed wrist orientation."""
-    preferred = relaxed_yaw(xy)
-    sym = GRASP_SYMMETRY[shape]
-    k = round((preferred - obj_yaw) / sym)
-    return obj_yaw + k * sym
+    return nearest_yaw(obj_yaw, GRASP_SYMMETRY[shape], relaxed_yaw(xy))
 
 
 def pick_place(
@@ -165,7 +162,7 @@ def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, r
         rotation = 0.0
         if multi:  # slot k along the target's x axis; turn the object so the fingers close across that line
             place_xy += (1 if k % 2 == 0 else -1) * MULTI_SLOT * np.array([math.cos(line), math.sin(line)])
-            final = line + round((relaxed_yaw(place_xy) - line) / math.pi) * math.pi  # keeps the wrist near its middle
+            final = nearest_yaw(line, math.pi, relaxed_yaw(place_xy))  # keeps the wrist near its middle
             rotation = math.radians(wrap_degrees(math.degrees(final - yaw)))
         place = [*place_xy, T_tgt[2, 3] + TARGET_TOP[target_name] + OBJECT_HEIGHT / 2 + 0.004]
         try:
