@@ -46,8 +46,13 @@ def run_episode(
     d_inbc: bool = False,
     size: tuple[int, int] = (224, 224),
     extra_steps: int = 1,
+    refine_grasp: bool = True,
 ) -> dict[str, Any]:
-    """One closed-loop episode; returns its row (success, steps, reason, the model's answers)."""
+    """One closed-loop episode; returns its row (success, steps, reason, the model's answers).
+
+    ``refine_grasp``: centre the grasp on the object under the pick point
+    (:func:`llara_core.execution.plan_step`), as the action node does.
+    """
     from llara_core.sim.env import TabletopEnv
     from llara_core.sim.expert import MotionError, pick_place
     from llara_core.sim.robot import ArmKinematics
@@ -72,7 +77,7 @@ def run_episode(
                 break
             step = out.steps[0]
             try:
-                plan = plan_step(step, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image)
+                plan = plan_step(step, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image, refine_grasp)
                 pick_place(env, kin, plan.pick, [*plan.place[:2], PLACE_Z], plan.grasp_yaw, plan.rotation)
             except (MotionError, GeometryError) as exc:
                 reason = f"not executable: {exc}"
@@ -135,16 +140,20 @@ def evaluate(
     d_inbc: bool = False,
     title: str = "closed-loop success",
     progress: bool = True,
+    refine_grasp: bool = True,
 ) -> dict[str, Any]:
     """Run every (family, seed); write ``eval.json``, ``eval.md``, ``eval.png`` into ``out`` when given."""
     from tqdm import tqdm
 
     jobs = [(f, s) for f in families for s in seeds]
-    rows = [run_episode(policy, f, s, d_inbc) for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)]
+    rows = [
+        run_episode(policy, f, s, d_inbc, refine_grasp=refine_grasp)
+        for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)
+    ]
     summary = summarize(rows)
     lat = sorted(x for r in rows for x in r["latency_s"])
     summary["latency_p50_s"] = lat[len(lat) // 2] if lat else None
-    result = {"summary": summary, "episodes": rows, "d_inbc": d_inbc}
+    result = {"summary": summary, "episodes": rows, "d_inbc": d_inbc, "refine_grasp": refine_grasp}
     if out is not None:
         from llara_core.conversations import atomic_write_bytes, atomic_write_json
 
