@@ -288,10 +288,9 @@ def _cmd_sim_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_tiny(args: argparse.Namespace) -> int:
-    from llara_core.conversations import read_dataset
-    from llara_core.model.tiny import TinySpec, build_tiny_model
+    from llara_core.model.tiny import TinySpec, build_tiny_model, dataset_texts
 
-    corpus = [t["value"] for d in args.corpus for r in read_dataset(d, check_images=False) for t in r["conversations"]]
+    corpus = dataset_texts(args.corpus)
     if not corpus:
         print("the corpus datasets hold no text", file=sys.stderr)
         return 1
@@ -304,7 +303,14 @@ def _cmd_build_tiny(args: argparse.Namespace) -> int:
 def _cmd_pretrain_vision(args: argparse.Namespace) -> int:
     from llara_core.model.pretrain_vision import pretrain_vision_tower
 
-    m = pretrain_vision_tower(args.model, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    scenes = []
+    if args.scenes:
+        from llara_core.sim.demos import scene_boxes
+
+        scenes = scene_boxes(["l1_placement", "multi_step"], args.scenes, seed=args.scene_seed, progress=True)
+    m = pretrain_vision_tower(
+        args.model, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, extra_samples=scenes
+    )
     print(json.dumps(m))
     return 0
 
@@ -334,6 +340,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         lora={"auto": None, "yes": True, "no": False}[args.lora],
         save_steps=args.save_steps,
+        freeze_vision=args.freeze_vision,
         eval_steps=args.save_steps,
         seed=args.seed,
         bf16=args.bf16,
@@ -377,7 +384,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     policy = VLMPolicy.from_pretrained(args.model, adapter=args.adapter)
     seeds = range(args.first_seed, args.first_seed + args.episodes)
-    res = evaluate(policy, _families(args.task_family), seeds, args.out, d_inbc=args.d_inbc, title=args.title)
+    res = evaluate(
+        policy,
+        _families(args.task_family),
+        seeds,
+        args.out,
+        d_inbc=args.d_inbc,
+        title=args.title,
+        refine_grasp=not args.no_grasp_refinement,
+    )
     print(markdown_table(res["summary"], args.title))
     print(f"inference latency p50: {1000 * (res['summary']['latency_p50_s'] or 0):.1f} ms")
     for r in res["episodes"]:
@@ -387,6 +402,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llara_core.model.tiny import TinySpec  # dataclass only: no torch import
+
     p = argparse.ArgumentParser(
         prog="llara",
         description="LLaRA for ROS 2: action text, datasets and the end-to-end demo. "
@@ -474,8 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--corpus", nargs="+", required=True, help="dataset folders whose prompts/answers train the tokenizer"
     )
     sb.add_argument("--out", required=True, help="model folder to write")
-    sb.add_argument("--image-size", type=int, default=224)
-    sb.add_argument("--vocab-size", type=int, default=1024)
+    sb.add_argument("--image-size", type=int, default=TinySpec.image_size)
+    sb.add_argument("--vocab-size", type=int, default=TinySpec.vocab_size)
     sb.add_argument("--seed", type=int, default=0)
     sb.set_defaults(func=_cmd_build_tiny)
 
@@ -484,7 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain a tiny model's vision tower on the datasets' object boxes (in place), before `llara train`",
     )
     sv2.add_argument("--model", required=True, help="tiny model folder (updated in place)")
-    sv2.add_argument("--data", nargs="+", required=True, help="dataset folders with 'detection' records")
+    sv2.add_argument("--data", nargs="*", default=[], help="dataset folders with 'detection' records")
+    sv2.add_argument(
+        "--scenes", type=int, default=0, help="also render this many fresh sim layouts per family (no expert)"
+    )
+    sv2.add_argument("--scene-seed", type=int, default=200000, help="first layout seed (training data: >= 10000)")
     sv2.add_argument("--steps", type=int, default=1500)
     sv2.add_argument("--batch-size", type=int, default=32)
     sv2.add_argument("--lr", type=float, default=2e-3)
@@ -511,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--val-fraction", type=float, default=0.05)
     st.add_argument("--lora", choices=["auto", "yes", "no"], default="auto")
+    st.add_argument(
+        "--freeze-vision", action="store_true", help="do not train the vision tower (e.g. after pretrain-vision)"
+    )
     st.add_argument("--save-steps", type=int, default=200)
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--bf16", action="store_true")
@@ -534,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--episodes", type=int, default=100, help="seeds per family (default 100)")
     se.add_argument("--first-seed", type=int, default=0, help="first seed; training data uses seeds >= 10000")
     se.add_argument("--d-inbc", action="store_true", help="give the scene's object boxes in the prompt (D-inBC)")
+    se.add_argument(
+        "--no-grasp-refinement",
+        action="store_true",
+        help="grasp exactly at the predicted point instead of centring on the object under it",
+    )
     se.add_argument("--out", help="folder for eval.json, eval.md, eval.png")
     se.add_argument("--title", default="closed-loop success")
     se.set_defaults(func=_cmd_eval)

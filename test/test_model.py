@@ -51,6 +51,27 @@ def test_tokenizer_round_trips_action_text_with_one_token_per_digit(tiny):
     assert all(len(t.lstrip("Ġ")) <= 1 for t in toks if any(c.isdigit() for c in t))
 
 
+def test_tokenizer_keeps_object_words_apart_and_merges_the_fixed_wording(dataset):
+    from llara_core.model.tiny import name_words, train_tokenizer
+
+    corpus = [t["value"] for r in read_dataset(dataset) for t in r["conversations"]]
+    words = name_words(corpus)
+    colors = [w for w in words if w in ("red", "green", "blue", "yellow", "orange", "purple")]
+    shapes = [w for w in words if w in ("block", "cylinder", "bar")]
+    tok = train_tokenizer(corpus, 512)
+    for c in colors:  # every colour with every shape, pairs the corpus never had included
+        for sh in shapes:
+            text = f"Step 1: Pick up the <p>{c} {sh}</p> at <b>(0.1, 0.2)</b>"
+            spans = tok(text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+            for word in (c, sh):  # no token reaches across the word's edges
+                a = text.index(f"{word}</p>" if word == sh else f"{word} ")
+                b = a + len(word)
+                assert all(e <= a or s >= b or (s >= a - 1 and e <= b) for s, e in spans), (word, text)
+    answer = next(r for r in read_dataset(dataset) if r["task"] == "inbc")["conversations"][1]["value"]
+    n_numeric = sum(c.isdigit() or c == "." for c in answer)
+    assert len(tok.tokenize(answer)) <= n_numeric + 12  # the fixed wording merges across spaces
+
+
 def test_loss_is_masked_to_the_answer(tiny, dataset):
     proc = VLMPolicy.from_pretrained(tiny).processor
     rec = next(r for r in read_dataset(dataset) if r["task"] == "inbc")
@@ -110,6 +131,17 @@ def test_resume_continues_from_the_last_checkpoint(tiny, dataset, tmp_path):
     m = train([dataset], tiny, tmp_path / "m", cfg)
     assert m["steps"] == 4 and m["resumed_from"].endswith("checkpoint-2")
     assert (tmp_path / "m" / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_frozen_vision_tower_stays_as_pretrained(tiny, dataset, tmp_path):
+    import torch
+
+    cfg = TrainConfig(max_steps=2, batch_size=2, val_fraction=0.0, freeze_vision=True, progress=False)
+    train([dataset], tiny, tmp_path / "m", cfg)
+    before = VLMPolicy.from_pretrained(tiny).model.state_dict()
+    after = VLMPolicy.from_pretrained(tmp_path / "m").model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not any("vision_tower" in k for k in changed)
 
 
 def test_lora_adapts_only_the_language_model_and_loads_on_its_base(tiny, dataset, tmp_path):
@@ -190,16 +222,36 @@ def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp
     import torch
 
     from llara_core.model.pretrain_vision import pretrain_vision_tower
+    from llara_core.sim.demos import scene_boxes
 
     model = tmp_path / "m"
     shutil.copytree(tiny, model)
     before = VLMPolicy.from_pretrained(model).model.state_dict()
-    m = pretrain_vision_tower(model, [dataset], steps=60, batch_size=4, lr=3e-3, progress=False)
+    scenes = scene_boxes(["l1_placement"], 2, seed=300)  # rendered layouts, no expert
+    assert len(scenes) == 2 and scenes[0][0].shape == (224, 224, 3) and all(0 < b[1] < 1 for b in scenes[0][1])
+    m = pretrain_vision_tower(model, [dataset], steps=60, batch_size=4, lr=3e-3, progress=False, extra_samples=scenes)
     after = VLMPolicy.from_pretrained(model).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("vision_tower" in k for k in changed)
-    assert m["images"] == 2 and "block" in m["shapes"] and m["final_loss"] < 3.0
-    with pytest.raises(ValueError, match="no detection records"):
+    assert m["images"] == 4 and "block" in m["shapes"] and m["final_loss"] < 0.7 * m["first_loss"]
+    assert set(m["digit_accuracy"]) == {"x1", "x2", "x3", "y1", "y2", "y3", "w1", "w2", "h1", "h2"}
+    with pytest.raises(ValueError, match="no object boxes"):
         empty = tmp_path / "inbc_only"
         generate_demos(["l1_placement"], 1, empty, seed=9, kinds=["inbc"], progress=False)
         pretrain_vision_tower(model, [empty], steps=1)
+
+
+def test_dense_targets_give_every_covered_patch_the_objects_digits():
+    from llara_core.model.pretrain_vision import DIGITS, dense_targets, digit
+
+    assert [digit(0.4567, p) for p in (1, 2, 3)] == [4, 5, 7] and digit(1.2, 1) == 9 and digit(-0.1, 2) == 0
+    # a 4x4 grid: a big red block over the top-left 2x2 patches, a tiny pad inside the bottom-right patch
+    objs = [("red block", 0.25, 0.25, 0.5, 0.5), ("pad", 0.9, 0.9, 0.1, 0.1)]
+    cls, dig = dense_targets(objs, 4, ["red"], ["block", "pad"], margin=0)
+    covered = {i for i in range(16) if cls[i, 1] > 0}
+    assert covered == {0, 1, 4, 5, 15}
+    assert cls[0].tolist() == [1, 1] and cls[15].tolist() == [0, 2]  # pad: no colour, shape 2
+    assert dig[5, : len(DIGITS)].tolist() == [2, 5, 0, 2, 5, 0, 5, 0, 5, 0] and (dig[2] == -100).all()
+    grown, _ = dense_targets(objs, 4, ["red"], ["block", "pad"], margin=1)  # one more patch on every side
+    assert {i for i in range(16) if grown[i, 1] == 2} == {10, 11, 14, 15}  # the pad, nearer there than the block
+    assert {i for i in range(16) if grown[i, 1] == 1} == {0, 1, 2, 4, 5, 6, 8, 9}

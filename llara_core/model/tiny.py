@@ -13,17 +13,24 @@ does not load beside torch 2.13 (DESIGN §6).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
-# LLaVA-1.5's conversation format ("USER: <image>\n… ASSISTANT: …</s>"), as a chat template the processor applies.
+# LLaVA-1.5's conversation format ("USER: … ASSISTANT: …</s>") as a chat template the processor applies, with
+# one change: the image comes *after* the text of the turn. Causal attention lets a token see only what precedes
+# it, so this way every image patch can look at the instruction and mark itself as "the object named" in one
+# step, and the answer then reads the marked patch; with the image first, the answer would have to combine the
+# name and the patches itself (two steps), which a model this small learns far more slowly. Datasets keep
+# LLaVA's "<image>\n…" records; only this tokenization differs.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}USER: "
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
     " {% else %}ASSISTANT: {% for c in message['content'] %}{{ c['text'] }}{% endfor %}</s>{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
@@ -31,33 +38,68 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the tiny model. The defaults give ≈ 4.7 M parameters (≈ 9 MB in fp16)."""
+    """Sizes of the tiny model. The defaults give ≈ 4.8 M parameters (≈ 19 MB in fp32).
 
-    image_size: int = 224
+    160-pixel input in 16-pixel patches: 100 image tokens (a 224 camera image is
+    resized by the processor); objects stay 7–14 px wide, enough for colour and
+    shape, and the language model's sequence is a third of what 224/16 gives.
+    """
+
+    image_size: int = 160
     patch_size: int = 16
     vision_hidden: int = 128
     vision_layers: int = 4
     text_hidden: int = 256
     text_layers: int = 4
     heads: int = 4
-    vocab_size: int = 1024
+    vocab_size: int = 2048
     max_positions: int = 1024
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> object:
-    """Byte-level BPE (exact round trip of any text, spaces included) with single-digit tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+NAME_RE = re.compile(r"<p>([^<]+)</p>")
+
+
+def dataset_texts(datasets: Iterable[str | Path]) -> list[str]:
+    """Every prompt and answer of the LLaVA-format dataset folders: the tokenizer's corpus."""
+    from llara_core.conversations import read_dataset
+
+    return [t["value"] for d in datasets for r in read_dataset(d, check_images=False) for t in r["conversations"]]
+
+
+def name_words(texts: Iterable[str]) -> list[str]:
+    """The words of every object name (``<p>…</p>``) in the corpus: colours and shapes."""
+    return sorted({w for t in texts for m in NAME_RE.finditer(t) for w in m.group(1).split()})
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> object:
+    """Byte-level BPE (exact round trip of any text) that keeps what carries meaning apart.
+
+    Digits are single tokens (numbers are the actions) and the words of object
+    names (colours, shapes) are always their own tokens, so "red cylinder" is
+    read as *red* + *cylinder* even when that pair never occurred (L2). Everything
+    else — the fixed wording of prompts and of the action format — may merge
+    across spaces into long tokens: an answer is ~32 tokens instead of ~66, which
+    halves decoding time, and the prompts shrink by two thirds.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    texts = list(texts)
+    words = sorted(name_words(texts), key=len, reverse=True)
+    isolated = r"\d" + (rf"| ?\b(?:{'|'.join(map(re.escape, words))})\b" if words else "")
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Split(Regex(isolated), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        max_token_length=64,
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)

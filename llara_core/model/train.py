@@ -48,6 +48,7 @@ class TrainConfig:
     lora: bool | None = None  # None: LoRA unless the base is a tiny model built by this project
     lora_r: int = 16
     lora_alpha: int = 32
+    freeze_vision: bool = False  # keep a pretrained vision tower as it is (LLaVA's stage 2 does)
     save_steps: int = 200
     eval_steps: int = 200
     logging_steps: int = 10
@@ -82,6 +83,15 @@ def _atomic_save(out: Path, save: Any) -> None:
     tmp.rmdir()
 
 
+def _vision_tower(model: Any) -> Any:
+    """The vision tower of a (possibly PEFT-wrapped) LLaVA-style model."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    tower = getattr(getattr(inner, "model", inner), "vision_tower", None)
+    if tower is None:
+        raise ValueError(f"{type(inner).__name__} has no vision_tower to freeze")
+    return tower
+
+
 def train(
     datasets: Sequence[str | Path], base_model: str | Path, out: str | Path, config: TrainConfig | None = None
 ) -> dict[str, Any]:
@@ -110,6 +120,10 @@ def train(
             modules_to_save=["multi_modal_projector"],
         )
         model = get_peft_model(model, lcfg)
+
+    if cfg.freeze_vision:
+        for p in _vision_tower(model).parameters():
+            p.requires_grad_(False)
 
     records, roots = load_records(datasets)
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)

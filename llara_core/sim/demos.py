@@ -89,3 +89,23 @@ def generate_demos(
     )
     atomic_write_json(Path(out) / "report.json", report)
     return report
+
+
+def scene_boxes(
+    families: Sequence[str], scenes: int, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE, progress: bool = False
+) -> list[tuple[Any, list[tuple[str, float, float, float, float]]]]:
+    """(camera image, [(name, cx, cy, w, h)]) of ``scenes`` freshly laid-out scenes per family, arm at home.
+
+    No expert runs: ~80 ms a scene. This is what vision pretraining
+    (:mod:`llara_core.model.pretrain_vision`) needs besides demonstrations —
+    many layouts, each with exact boxes.
+    """
+    from tqdm import tqdm
+
+    jobs = [(f, s) for f in families for s in range(seed, seed + scenes)]
+    out = []
+    for family, s in tqdm(jobs, desc="scenes", unit="scene", disable=not progress):
+        with TabletopEnv(make_task(family, s).scene, width=size[0], height=size[1]) as env:
+            boxes = [(b.name, float(b.cx), float(b.cy), float(b.w), float(b.h)) for b in env.object_boxes()]
+            out.append((env.render(), boxes))
+    return out
