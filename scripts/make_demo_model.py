@@ -5,20 +5,23 @@
 
 (`make demo-model`.) Steps, all on the CPU, nothing downloaded:
 1. expert demonstrations in the MuJoCo tabletop, training seeds >= 10000
-   (l1_placement and multi_step; the L2/L3 objects never appear), 2 Hz recording;
+   (l1_placement and multi_step; the L2/L3 objects never appear), 2 Hz recording,
+   plus freshly laid-out scenes (no expert) for the vision tower;
 2. a tiny LLaVA whose tokenizer is trained on those conversations;
-3. its vision tower pretrained on the demonstrations' object boxes (the stand-in
-   for CLIP pretraining, :mod:`llara_core.model.pretrain_vision`);
-4. full finetuning on inBC + object localization (LLaRA's auxiliary task that
-   teaches "where is <object>");
+3. its vision tower pretrained on object boxes (the stand-in for CLIP
+   pretraining, :mod:`llara_core.model.pretrain_vision`);
+4. finetuning of projector + language model (tower frozen) on the task mix;
 5. closed-loop evaluation on held-out seeds 0..N-1 of every family;
 6. the model folder (safetensors + processor) and README.md, the model card.
+Work already done in --work (datasets, scenes, checkpoints) is reused when the
+script is run again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import shutil
 import sys
 import time
@@ -27,14 +30,21 @@ from pathlib import Path
 
 KEEP = ("config.json", "generation_config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
         "tokenizer_config.json", "chat_template.jinja", "llara_tiny_spec.json", "train_metrics.json")  # fmt: skip
+KINDS = ["inbc", "d_inbc", "localization", "detection"]
 
 
 def _demos(args: tuple[str, int, int, str]) -> dict[str, object]:
     from llara_core.sim.demos import generate_demos
 
     family, n, seed, out = args
-    kinds = ["inbc", "localization", "detection"]
-    return generate_demos([family], n, out, seed=seed, kinds=kinds, record_hz=2.0, progress=False)
+    return generate_demos([family], n, out, seed=seed, kinds=KINDS, record_hz=2.0, progress=False)
+
+
+def _scenes(args: tuple[str, int, int]) -> list:
+    from llara_core.sim.demos import scene_boxes
+
+    family, n, seed = args
+    return scene_boxes([family], n, seed=seed)
 
 
 def main() -> int:
@@ -43,94 +53,130 @@ def main() -> int:
     ap.add_argument("--work", default=".demo-model-work", help="scratch folder for data and checkpoints")
     ap.add_argument("--l1-episodes", type=int, default=2000)
     ap.add_argument("--multi-episodes", type=int, default=700)
-    ap.add_argument("--vision-steps", type=int, default=1200)
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--scenes", type=int, default=2000, help="rendered layouts per family for the vision tower")
+    ap.add_argument("--vision-steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1800, help="finetuning steps, first cosine schedule")
+    ap.add_argument(
+        "--more-steps",
+        default="2000,2000",
+        help="then, from those weights, more schedules of these lengths (comma list)",
+    )
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--mix", default="inbc=1,d_inbc=1,localization=1", help="task kinds and ratios (llara train --mix)")
     ap.add_argument("--eval-episodes", type=int, default=100, help="held-out seeds per family")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
-    from llara_core.conversations import read_dataset
     from llara_core.evaluate import evaluate, markdown_table
     from llara_core.model.pretrain_vision import pretrain_vision_tower
     from llara_core.model.runtime import VLMPolicy
-    from llara_core.model.tiny import TinySpec, build_tiny_model
+    from llara_core.model.tiny import TinySpec, build_tiny_model, dataset_texts
     from llara_core.model.train import TrainConfig, train
     from llara_core.sim.tasks import FAMILIES
 
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in a.mix.split(","))}
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    half = a.l1_episodes // 2  # three jobs on two processes: the l1 demonstrations are the bulk
     jobs = [
-        ("l1_placement", a.l1_episodes, 10000, str(work / "l1")),
+        ("l1_placement", half, 10000, str(work / "l1a")),
+        ("l1_placement", a.l1_episodes - half, 10000 + half, str(work / "l1b")),
         ("multi_step", a.multi_episodes, 10000, str(work / "multi")),
     ]
+    datasets = [Path(j[3]) for j in jobs]
     with ProcessPoolExecutor(2) as ex:
         reports = list(ex.map(_demos, jobs))
+    scenes_file = work / "scenes.pkl"
+    if not scenes_file.is_file():
+        with ProcessPoolExecutor(2) as ex:
+            parts = ex.map(_scenes, [("l1_placement", a.scenes, 200000), ("multi_step", a.scenes, 200000)])
+            scenes = [s for part in parts for s in part]
+        scenes_file.write_bytes(pickle.dumps(scenes))
+    scenes = pickle.loads(scenes_file.read_bytes())
     t_data = time.perf_counter() - t0
-    print(
-        f"1. demonstrations: {[len(r['written']) + len(r['already_written']) for r in reports]} episodes, {t_data:.0f} s"
-    )
+    episodes = sum(len(r["written"]) + len(r["already_written"]) for r in reports)  # type: ignore[arg-type]
+    print(f"1. {episodes} demonstrations, {len(scenes)} scenes: {t_data / 60:.1f} min", flush=True)
 
-    corpus = [
-        t["value"]
-        for d in ("l1", "multi")
-        for r in read_dataset(work / d, check_images=False)
-        for t in r["conversations"]
-    ]
-    base = build_tiny_model(work / "base", corpus, TinySpec(), seed=a.seed)
-    print(f"2. tiny LLaVA in {base}")
+    corpus = dataset_texts(datasets)
+    base = work / "base"
     t1 = time.perf_counter()
-    vision = pretrain_vision_tower(base, [work / "l1", work / "multi"], steps=a.vision_steps, seed=a.seed)
-    print(
-        f"3. vision tower pretrained: {json.dumps({k: v for k, v in vision.items() if k not in ('colors', 'shapes')})}"
-    )
+    if not (base / "vision_pretrained.json").is_file():
+        build_tiny_model(base, corpus, TinySpec(), seed=a.seed)
+        vision = pretrain_vision_tower(base, datasets, steps=a.vision_steps, seed=a.seed, extra_samples=scenes)
+        (base / "vision_pretrained.json").write_text(json.dumps(vision))
+    vision = json.loads((base / "vision_pretrained.json").read_text())
+    print(f"2-3. tiny LLaVA + vision tower: {json.dumps(vision)}", flush=True)
 
-    cfg = TrainConfig(max_steps=a.steps, batch_size=a.batch_size, lr=a.lr, mix={"inbc": 1.0, "localization": 1.0},
-                      val_fraction=0.02, save_steps=250, eval_steps=250, seed=a.seed, resume=True)  # fmt: skip
-    metrics = train([work / "l1", work / "multi"], base, work / "trained", cfg)
+    cfg = TrainConfig(max_steps=a.steps, batch_size=a.batch_size, lr=a.lr, mix=mix, val_fraction=0.02,
+                      save_steps=300, eval_steps=300, seed=a.seed, resume=True, freeze_vision=True)  # fmt: skip
+    more = [int(n) for n in a.more_steps.split(",") if n.strip() and int(n) > 0]
+    trained = work / "stage1"
+    metrics = train(datasets, base, trained, cfg)
+    print(f"4a. {metrics['steps']} steps, eval loss {metrics.get('eval_loss')}", flush=True)
+    # The object under the pick point is found late (after ~1500 steps, long after the targets); schedules at
+    # full learning rate again, each from the last one's weights, are what got the shipped model there.
+    for i, n in enumerate(more, start=2):
+        cfg.max_steps = n
+        metrics = train(datasets, trained, work / f"stage{i}", cfg)
+        trained = work / f"stage{i}"
+        print(f"4{'abcdefgh'[i - 1]}. {n} more steps, eval loss {metrics.get('eval_loss')}", flush=True)
     t_train = time.perf_counter() - t1
-    print(f"4. trained {metrics['steps']} steps in {t_train / 60:.1f} min, eval loss {metrics.get('eval_loss')}")
+    print(f"4. trained, {t_train / 60:.1f} min, eval loss {metrics.get('eval_loss')}", flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     for name in KEEP:
-        if (work / "trained" / name).is_file():
-            shutil.copy(work / "trained" / name, out / name)
+        if (trained / name).is_file():
+            shutil.copy(trained / name, out / name)
     policy = VLMPolicy.from_pretrained(out)
     seeds = range(a.eval_episodes)
-    res = evaluate(policy, list(FAMILIES), seeds, work / "eval", title="llara-tiny-sim, inBC, held-out seeds")
-    summary = res["summary"]
-    (out / "eval_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    t2 = time.perf_counter()
+    results = {}
+    for mode, kind in (("inBC", "inbc"), ("D-inBC", "d_inbc")):
+        if kind not in mix:
+            continue
+        d_inbc = kind == "d_inbc"
+        res = evaluate(policy, list(FAMILIES), seeds, work / f"eval_{mode}", d_inbc=d_inbc,
+                       title=f"llara-tiny-sim, {mode}, held-out seeds")  # fmt: skip
+        results[mode] = res["summary"]
+        print(markdown_table(res["summary"], mode), flush=True)
+    t_eval = time.perf_counter() - t2
+    (out / "eval_summary.json").write_text(json.dumps(results, indent=1) + "\n")
     size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    tables = "\n".join(
+        f"### {mode}\n{markdown_table(s)}\nLatency (image → parsed action) p50: "
+        f"{1000 * (s['latency_p50_s'] or 0):.0f} ms during the evaluation.\n"
+        for mode, s in results.items()
+    )
     card = f"""# llara-tiny-sim
 
-A tiny LLaVA-architecture model (CLIP-style vision tower 4×128, Llama 4×256, ≈ 4.6 M parameters,
-{size_mb:.1f} MB with its processor) trained from random weights by `make demo-model`
-(`scripts/make_demo_model.py`) on this project's simulator demonstrations. It stands in for
+A tiny LLaVA-architecture model (CLIP-style vision tower 4×128 on 160-px input, Llama 4×256,
+≈ 4.8 M parameters, {size_mb:.1f} MB with its processor) trained from random weights by
+`make demo-model` (`scripts/make_demo_model.py`) on this project's simulator. It stands in for
 LLaVA-7B so that the whole LLaRA loop runs on a CPU; it knows only the tabletop of `llara_core.sim`.
 
 ## Data
 - scripted-expert demonstrations: {a.l1_episodes} `l1_placement` + {a.multi_episodes} `multi_step` episodes,
   seeds 10000 and up, 224×224 camera, recorded at 2 Hz; L2 colour–shape pairs and the L3 hexagon never appear;
-- task kinds: inBC and object localization, mixed 1:1 per demonstration step
-  ({metrics["train_counts"]}); 2 % of the episodes held out for validation.
+- {len(scenes)} more rendered layouts (seeds 200000 and up, no expert) for the vision tower;
+- finetuning mix per demonstration step: {mix} ({metrics["train_counts"]}); 2 % of the episodes held out.
 
-## Training
-1. Vision tower pretraining on the demonstrations' object boxes (per patch: colour and shape of the object
-   centred there, and the offset inside the patch): {a.vision_steps} steps, batch 32, on {vision["images"]} images;
-   centre-patch accuracy {100 * vision["center_patch_accuracy"]:.1f} %, offset error {vision["center_offset_error"]:.4f}
-   (normalized, on training images).
-2. Full finetuning of the whole LLaVA, {metrics["steps"]} steps, batch {a.batch_size}, AdamW lr {a.lr} cosine, seed {a.seed};
-train loss {metrics["train_loss"]:.3f}, validation loss {metrics.get("eval_loss", float("nan")):.3f};
-{t_train / 60:.1f} min on 2 CPU cores for both stages (demonstrations: {t_data / 60:.1f} min).
+## Training ({t_train / 60:.1f} min on 2 CPU cores; data {t_data / 60:.1f} min; evaluation {t_eval / 60:.1f} min)
+1. Vision tower pretraining (dense object reading, `llara pretrain-vision`): {a.vision_steps} steps, batch 32,
+   {vision["images"]} images; on {vision["held_out_images"]} held-out images: object patches with the right colour and
+   shape {100 * vision["object_patch_accuracy"]:.1f} %, digit accuracy {vision["digit_accuracy"]}.
+2. Finetuning of projector + language model, tower frozen: {a.steps} steps, then schedules of {more} more
+   steps, each from the last weights, batch {a.batch_size}, AdamW lr {a.lr} cosine, seed {a.seed}; final train loss
+   {metrics["train_loss"]:.3f}, validation loss {metrics.get("eval_loss", float("nan")):.3f}.
 
-## Closed-loop success (held-out seeds 0..{a.eval_episodes - 1}, inBC prompt, first step executed, re-query)
-{markdown_table(summary)}
-Inference latency (image → parsed action), p50: {1000 * (summary["latency_p50_s"] or 0):.0f} ms.
+## Closed-loop success (held-out seeds 0..{a.eval_episodes - 1}, first step executed, re-query)
+D-inBC is given the simulator's object boxes (an oracle detector, as in LLaRA's D-inBC evaluation).
+The grasp is centred on the object under the predicted pick point (`llara_core.execution.plan_step`).
 
+{tables}
 ## Use
-`VLMPolicy.from_pretrained("{out}")`, `llara predict --model {out} …`, `llara eval --model {out}`.
+`VLMPolicy.from_pretrained("{out}")`, `llara predict --model {out} …`, `llara eval --model {out} [--d-inbc]`.
 """
     (out / "README.md").write_text(card)
     print(card)
