@@ -316,15 +316,13 @@ def _cmd_pretrain_vision(args: argparse.Namespace) -> int:
 
 
 def _parse_mix(text: str | None) -> dict[str, float] | None:
-    if not text:
-        return None
-    out = {}
-    for part in text.split(","):
-        kind, _, ratio = part.partition("=")
-        out[kind.strip()] = float(ratio) if ratio else 1.0
-    if _kinds(",".join(out)) is None:
-        raise SystemExit(1)
-    return out
+    from llara_core.model.data import parse_mix
+
+    try:
+        return parse_mix(text)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -139,9 +139,10 @@ def plan_step(
     yaw = relaxed_yaw(pick[:2])
     if image is not None:
         outline = object_outline(image, camera, base_T_cam, step.pick, grasp_z)
-        if outline is not None and refine_grasp and outline.whole:
-            pick = np.array([*outline.center, grasp_z])
-            yaw = relaxed_yaw(pick[:2])
-        if outline is not None and outline.ratio >= ELONGATED:
-            yaw = nearest_yaw(outline.yaw, math.pi, yaw)  # tool x along the long axis
+        if outline is not None:
+            if refine_grasp and outline.whole:
+                pick = np.array([*outline.center, grasp_z])
+                yaw = relaxed_yaw(pick[:2])
+            if outline.ratio >= ELONGATED:
+                yaw = nearest_yaw(outline.yaw, math.pi, yaw)  # tool x along the long axis
     return StepPlan(pick, place, yaw, -math.radians(step.rotation_deg))

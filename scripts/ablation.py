@@ -75,7 +75,10 @@ def main() -> int:
         if not data[fam]:
             data[fam] = str(work / "data" / fam)
             generate_demos([fam], round(max(sizes) * share), data[fam], seed=10000, record_hz=2.0)
-    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data)
+    from llara_core.model.tiny import dataset_texts
+
+    corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
+    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus)
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for size in sizes:
         subset = work / f"subset_{size}"
@@ -83,7 +86,7 @@ def main() -> int:
             keep = {f"{fam}-{s:06d}" for s in range(10000, 10000 + round(size * share))}
             _subset(Path(data[fam]), subset / fam, keep)
         for seed in seeds:
-            base = _seeded_base(work / f"base_{seed}", vision, data, seed)
+            base = _seeded_base(work / f"base_{seed}", vision, corpus, seed)
             for name, (mix, boxes) in VARIANTS.items():
                 key = f"{name}/{size}"
                 out = work / "models" / f"{name}_{size}_{seed}"
@@ -103,32 +106,30 @@ def main() -> int:
     return 0
 
 
-def _pretrained_tower(path: Path, data: dict[str, str]) -> Path:
+def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str]) -> Path:
     """Build a tiny LLaVA and pretrain its tower on the demonstrations' boxes and 2000 rendered scenes."""
     from llara_core.model.pretrain_vision import pretrain_vision_tower
-    from llara_core.model.tiny import build_tiny_model, dataset_texts
+    from llara_core.model.tiny import build_tiny_model
     from llara_core.sim.demos import scene_boxes
 
     if (path / "vision_pretrained.json").is_file():
         return path
-    build_tiny_model(path, dataset_texts(data.values()), seed=0)
+    build_tiny_model(path, corpus, seed=0)
     scenes = scene_boxes(["l1_placement", "multi_step"], 1000, seed=200000)
     vp = pretrain_vision_tower(path, list(data.values()), extra_samples=scenes, progress=False)
     (path / "vision_pretrained.json").write_text(json.dumps(vp))
     return path
 
 
-def _seeded_base(path: Path, vision: Path, data: dict[str, str], seed: int) -> Path:
+def _seeded_base(path: Path, vision: Path, corpus: list[str], seed: int) -> Path:
     """A tiny LLaVA built from ``seed`` (projector, language model) carrying the shared pretrained tower."""
     from transformers import AutoModelForImageTextToText
 
-    from llara_core.model.tiny import build_tiny_model, dataset_texts
+    from llara_core.model.tiny import build_tiny_model
 
     if (path / "model.safetensors").is_file():
         return path
-    build_tiny_model(
-        path, dataset_texts(data.values()), seed=seed
-    )  # the same corpus gives the same tokenizer as the tower's model
+    build_tiny_model(path, corpus, seed=seed)  # the same corpus gives the same tokenizer as the tower's model
     model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True)
     pretrained = AutoModelForImageTextToText.from_pretrained(vision, local_files_only=True)
     model.model.vision_tower.load_state_dict(pretrained.model.vision_tower.state_dict())

@@ -69,13 +69,14 @@ def main() -> int:
     a = ap.parse_args()
 
     from llara_core.evaluate import evaluate, markdown_table
+    from llara_core.model.data import parse_mix
     from llara_core.model.pretrain_vision import pretrain_vision_tower
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.tiny import TinySpec, build_tiny_model, dataset_texts
     from llara_core.model.train import TrainConfig, train
     from llara_core.sim.tasks import FAMILIES
 
-    mix = {k: float(v) for k, v in (kv.split("=") for kv in a.mix.split(","))}
+    mix = parse_mix(a.mix) or {}
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

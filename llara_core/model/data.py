@@ -41,6 +41,25 @@ def encode_example(processor: Any, image: Any, question: str, answer: str) -> di
     }
 
 
+def parse_mix(text: str | None) -> dict[str, float] | None:
+    """``"inbc=1,localization=0.5"`` -> ``{"inbc": 1.0, "localization": 0.5}`` (a bare kind means 1); None if empty.
+
+    Raises ValueError for a kind that is not a task kind.
+    """
+    from llara_core.conversations import TASK_KINDS
+
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        kind, _, ratio = part.partition("=")
+        out[kind.strip()] = float(ratio) if ratio else 1.0
+    unknown = sorted(set(out) - set(TASK_KINDS))
+    if unknown:
+        raise ValueError(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}")
+    return out
+
+
 def mix_records(
     records: Sequence[dict[str, Any]], ratios: dict[str, float] | None, seed: int = 0
 ) -> list[dict[str, Any]]:

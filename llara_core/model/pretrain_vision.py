@@ -155,22 +155,26 @@ def pretrain_vision_tower(
     wc[0] = ws[0] = 0.2  # most patches hold no object
     ce = torch.nn.functional.cross_entropy
 
-    def losses(idx: Any) -> tuple[Any, Any]:
+    def heads(idx: Any) -> tuple[Any, Any, Any, Any]:
+        """Colour logits, shape logits, digit logits (…, digits, 10) and patch position of images ``idx``."""
         out = head(tower(pixel_values=X[idx]).last_hidden_state[:, 1:])  # the patch tokens LLaVA projects
+        digits = out[..., nc + ns : nc + ns + 10 * nd].reshape(*out.shape[:-1], nd, 10)
+        return out[..., :nc], out[..., nc : nc + ns], digits, out[..., -2:]
+
+    def loss_of(idx: Any) -> Any:
+        color, shape, digits, xy = heads(idx)
         c, d = C[idx], D[idx]
-        digits = out[..., nc + ns : nc + ns + 10 * nd].reshape(*d.shape, 10)
-        loss = ce(out[..., :nc].reshape(-1, nc), c[..., 0].reshape(-1), weight=wc)
-        loss = loss + ce(out[..., nc : nc + ns].reshape(-1, ns), c[..., 1].reshape(-1), weight=ws)
+        loss = ce(color.reshape(-1, nc), c[..., 0].reshape(-1), weight=wc)
+        loss = loss + ce(shape.reshape(-1, ns), c[..., 1].reshape(-1), weight=ws)
         loss = loss + ce(digits.reshape(-1, 10), d.reshape(-1), ignore_index=-100)
-        loss = loss + 4 * torch.nn.functional.l1_loss(out[..., -2:], patch_xy.expand(len(idx), -1, -1))
-        return loss, out
+        return loss + 4 * torch.nn.functional.l1_loss(xy, patch_xy.expand(len(idx), -1, -1))
 
     tower.train()
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     history = []
     for _ in tqdm(range(steps), desc="vision pretraining", disable=not progress):
-        loss, _ = losses(torch.randint(0, n_train, (batch_size,), generator=gen))
+        loss = loss_of(torch.randint(0, n_train, (batch_size,), generator=gen))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -179,11 +183,11 @@ def pretrain_vision_tower(
     tower.eval()
     with torch.no_grad():
         idx = torch.arange(n_train, len(samples)) if n_val else torch.arange(min(len(samples), 64))
-        _, out = losses(idx)
+        color, shape, digits, _ = heads(idx)
         c, d = C[idx], D[idx]
         on = c[..., 1] > 0
-        hit = (out[..., :nc].argmax(-1) == c[..., 0]) & (out[..., nc : nc + ns].argmax(-1) == c[..., 1])
-        pred = out[..., nc + ns : nc + ns + 10 * nd].reshape(*d.shape, 10).argmax(-1)
+        hit = (color.argmax(-1) == c[..., 0]) & (shape.argmax(-1) == c[..., 1])
+        pred = digits.argmax(-1)
         digit_acc = [float((pred[..., k] == d[..., k])[on].float().mean()) for k in range(nd)]
     model.save_pretrained(model_dir, safe_serialization=True)
     return {
