@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Policy latency: image -> parsed action with the demo model (or --model), on this CPU.
 
-    python scripts/bench_policy.py [--model models/llara-tiny-sim] [--n 50] [--batch 1]
+    python scripts/bench_policy.py [--model models/llara-tiny-sim] [--n 50] [--threads N] [--no-speculative]
 
 Renders --n held-out simulator scenes, then times ``VLMPolicy.act`` (prompt,
 processor, greedy generation, decoding, strict parsing) on each, after two
 warm-up calls. Prints p50 / p90 / mean in milliseconds and the tokens generated.
+``--no-speculative`` times plain ``generate()`` instead of the format-drafted
+greedy decoding the policy uses by default (both give the same answers).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def main() -> int:
     ap.add_argument("--model", help="model folder (default: the shipped demo model)")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--no-speculative", action="store_true", help="decode with plain generate()")
     a = ap.parse_args()
     import torch
 
@@ -31,7 +34,7 @@ def main() -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    policy = VLMPolicy.from_pretrained(a.model or demo_model_path())
+    policy = VLMPolicy.from_pretrained(a.model or demo_model_path(), speculative=not a.no_speculative)
     scenes = []
     for seed in range(a.n):
         task = make_task("l1_placement", seed)
@@ -49,7 +52,8 @@ def main() -> int:
     times.sort()
     ms = [1000 * t for t in times]
     print(
-        f"image -> parsed action, {a.n} calls, {torch.get_num_threads()} threads: p50 {ms[len(ms) // 2]:.1f} ms, "
+        f"image -> parsed action ({'generate()' if a.no_speculative else 'speculative'}), {a.n} calls, "
+        f"{torch.get_num_threads()} threads: p50 {ms[len(ms) // 2]:.1f} ms, "
         f"p90 {ms[int(len(ms) * 0.9)]:.1f} ms, mean {statistics.mean(ms):.1f} ms; "
         f"{statistics.mean(tokens):.0f} tokens per answer; {ok}/{a.n} answers parsed"
     )

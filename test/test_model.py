@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from transformers import AutoTokenizer
 
-from llara_core.actions import parse_actions, render_step
+from llara_core.actions import ActionStep, parse_actions, render_step
 from llara_core.conversations import read_dataset
 from llara_core.evaluate import evaluate, run_episode
 from llara_core.model.data import IGNORE_INDEX, encode_example, mix_records, split_by_episode
+from llara_core.model.decoding import FormatDraft
 from llara_core.model.runtime import PolicyOutput, VLMPolicy
 from llara_core.model.tiny import TinySpec, build_tiny_model
 from llara_core.model.train import TrainConfig, train
+from llara_core.resources import demo_model_path
 from llara_core.sim.demos import generate_demos
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import run_expert
@@ -122,6 +125,39 @@ def test_tiny_model_learns_its_answers_and_acts_through_the_cli(tiny, dataset, t
                         capture_output=True, text=True)  # fmt: skip
     assert pr.returncode == 0, pr.stdout + pr.stderr
     assert json.loads(pr.stdout.split("\n", 1)[1])["ok"] is True
+
+
+def test_format_draft_guesses_the_wording_and_never_the_numbers(tiny):
+    tok = AutoTokenizer.from_pretrained(tiny)
+    draft = FormatDraft.for_tokenizer(tok)
+    text = render_step(ActionStep((0.534, 0.458), (0.648, 0.627), 0.0, object="blue cylinder"), 1)
+    ids = tok(" " + text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    passes, i = 1, 1  # a model answering exactly ``ids``: each pass accepts the right guesses plus one token
+    while i < len(ids):
+        guess = draft.propose(ids[:i])
+        n = 0
+        while n < len(guess) and i + n < len(ids) and guess[n] == ids[i + n]:
+            n += 1
+        i += n + 1
+        passes += 1
+    assert passes <= 0.6 * len(ids), (passes, len(ids))
+    x = ids.index(tok.convert_tokens_to_ids("."))
+    assert tok.decode(draft.propose(ids[: x - 1])[:2]) == "0."  # "(" -> "0."
+    assert draft.propose(ids[: x + 1]) == []  # the digits are the model's
+
+
+def test_speculative_decoding_returns_what_generate_returns(tiny):
+    """Token for token, on the shipped model (format answers) and an untrained one (drafts keep failing)."""
+    for folder, steps in ((demo_model_path(), 96), (tiny, 24)):
+        fast = VLMPolicy.from_pretrained(folder, max_new_tokens=steps)
+        plain = VLMPolicy(fast.model, fast.processor, max_new_tokens=steps, speculative=False)
+        assert fast.draft is not None and plain.draft is None
+        for seed in range(3):
+            task = make_task("l1_placement", seed)
+            with TabletopEnv(task.scene) as env:
+                image = env.render()
+            q = fast.build_prompt(task.instruction)
+            assert fast.generate([image], [q]) == plain.generate([image], [q])
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny, dataset, tmp_path):
@@ -239,6 +275,17 @@ def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp
         empty = tmp_path / "inbc_only"
         generate_demos(["l1_placement"], 1, empty, seed=9, kinds=["inbc"], progress=False)
         pretrain_vision_tower(model, [empty], steps=1)
+
+
+def test_a_finished_tower_is_reused_not_retrained(dataset, tmp_path):
+    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
+
+    corpus = [t["value"] for r in read_dataset(dataset) for t in r["conversations"]]
+    first = tiny_with_pretrained_tower(tmp_path / "b", [dataset], corpus, steps=2, progress=False, spec=SMALL)
+    weights = tmp_path / "b" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = tiny_with_pretrained_tower(tmp_path / "b", [dataset], corpus, steps=50, progress=False, spec=SMALL)
+    assert again == first and first["steps"] == 2 and weights.stat().st_mtime_ns == stamp
 
 
 def test_dense_targets_give_every_covered_patch_the_objects_digits():

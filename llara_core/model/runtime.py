@@ -9,7 +9,9 @@ bases) is recognized and applied on top of its base.
 
 Prompts come from :mod:`llara_core.prompts` (inBC, or D-inBC when object boxes
 are given), decoding is greedy, and the answer goes through the one strict
-parser: a policy never returns coordinates the parser did not accept.
+parser: a policy never returns coordinates the parser did not accept. A single
+query decodes with :func:`~llara_core.model.decoding.speculative_greedy` (same
+tokens as ``generate()``, about half the forward passes); batches use ``generate()``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy.typing as npt
 from llara_core.actions import ActionKind, ActionStep, ParseError, parse_actions
 from llara_core.episodes import ObjectBox
 from llara_core.model.data import prompt_text
+from llara_core.model.decoding import FormatDraft, speculative_greedy
 from llara_core.prompts import dinbc_prompt, inbc_prompt
 
 
@@ -62,11 +65,16 @@ def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]
 class VLMPolicy:
     """A loaded model + processor with LLaRA's prompting and the strict action parser."""
 
-    def __init__(self, model: Any, processor: Any, device: str = "cpu", max_new_tokens: int = 96) -> None:
+    def __init__(
+        self, model: Any, processor: Any, device: str = "cpu", max_new_tokens: int = 96, speculative: bool = True
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.device = device
         self.max_new_tokens = max_new_tokens
+        # Verified token-for-token on the LLaVA family; others (Qwen2-VL's rope deltas, …) keep generate().
+        llava = getattr(model.config, "model_type", "") == "llava"
+        self.draft = FormatDraft.for_tokenizer(processor.tokenizer) if speculative and llava else None
 
     @classmethod
     def from_pretrained(
@@ -76,6 +84,7 @@ class VLMPolicy:
         device: str = "cpu",
         dtype: str | None = None,
         max_new_tokens: int = 96,
+        speculative: bool = True,
     ) -> VLMPolicy:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -93,7 +102,7 @@ class VLMPolicy:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, lora).merge_and_unload()
-        return cls(model.to(device), processor, device, max_new_tokens)
+        return cls(model.to(device), processor, device, max_new_tokens, speculative)
 
     # -- prompting -------------------------------------------------------------------------------
     @staticmethod
@@ -116,10 +125,14 @@ class VLMPolicy:
         pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im, dtype=np.uint8)) for im in images]
         texts = [prompt_text(self.processor, q) for q in questions]
         enc = self.processor(images=pil, text=texts, return_tensors="pt", padding=True).to(self.device)
+        tok = self.processor.tokenizer
+        if self.draft is not None and len(pil) == 1:
+            ids, _ = speculative_greedy(self.model, enc, self.draft, self.max_new_tokens, tok.eos_token_id)
+            return [tok.decode(ids, skip_special_tokens=True).strip()]
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
         new = out[:, enc["input_ids"].shape[1] :]
-        return [t.strip() for t in self.processor.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
 
     def act(
         self,
