@@ -29,7 +29,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-# Rebuilds models/llara-tiny-sim from nothing (sim demos, tokenizer, training, eval, model card): ~45 min on 2 cores.
+# Rebuilds models/llara-tiny-sim from nothing (sim demos, tokenizer, training, eval, model card): ~1.5 h on 2 cores.
 demo-model: $(STAMP)
 	$(PY) scripts/make_demo_model.py --out models/llara-tiny-sim --work .demo-model-work
 
@@ -42,7 +42,7 @@ bench-convert: $(STAMP)
 bench-policy: $(STAMP)
 	$(PY) scripts/bench_policy.py
 
-# LLaRA's inBC / D-inBC / D-inBC+aux comparison at small scale -> docs/RESULTS.md (hours on a CPU)
+# LLaRA's inBC / D-inBC / D-inBC+aux comparison at small scale -> docs/RESULTS.md (~2 h on 2 CPU cores)
 ablation: $(STAMP)
 	$(PY) scripts/ablation.py
 

@@ -70,9 +70,9 @@ def main() -> int:
 
     from llara_core.evaluate import evaluate, markdown_table
     from llara_core.model.data import parse_mix
-    from llara_core.model.pretrain_vision import pretrain_vision_tower
+    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
     from llara_core.model.runtime import VLMPolicy
-    from llara_core.model.tiny import TinySpec, build_tiny_model, dataset_texts
+    from llara_core.model.tiny import dataset_texts
     from llara_core.model.train import TrainConfig, train
     from llara_core.sim.tasks import FAMILIES
 
@@ -103,11 +103,7 @@ def main() -> int:
     corpus = dataset_texts(datasets)
     base = work / "base"
     t1 = time.perf_counter()
-    if not (base / "vision_pretrained.json").is_file():
-        build_tiny_model(base, corpus, TinySpec(), seed=a.seed)
-        vision = pretrain_vision_tower(base, datasets, steps=a.vision_steps, seed=a.seed, extra_samples=scenes)
-        (base / "vision_pretrained.json").write_text(json.dumps(vision))
-    vision = json.loads((base / "vision_pretrained.json").read_text())
+    vision = tiny_with_pretrained_tower(base, datasets, corpus, a.vision_steps, a.seed, extra_samples=scenes)
     print(f"2-3. tiny LLaVA + vision tower: {json.dumps(vision)}", flush=True)
 
     cfg = TrainConfig(max_steps=a.steps, batch_size=a.batch_size, lr=a.lr, mix=mix, val_fraction=0.02,

@@ -22,6 +22,7 @@ Labels are object boxes only: the detection records of LLaVA-format datasets
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -202,3 +203,34 @@ def pretrain_vision_tower(
         "digit_accuracy": {f"{'xywh'[i]}{p}": round(a, 3) for (i, p), a in zip(DIGITS, digit_acc, strict=True)},
         "seconds": time.perf_counter() - t0,
     }
+
+
+def tiny_with_pretrained_tower(
+    path: str | Path,
+    datasets: Sequence[str | Path],
+    corpus: Sequence[str],
+    steps: int = 1500,
+    seed: int = 0,
+    extra_samples: Sequence[BoxSample] = (),
+    progress: bool = True,
+    spec: Any = None,
+) -> dict[str, Any]:
+    """Build a tiny LLaVA at ``path`` (``spec``: a TinySpec, default size) and pretrain its tower, unless an earlier run already did.
+
+    The scripts that train from nothing (``make_demo_model.py``, ``ablation.py``)
+    start here; ``vision_pretrained.json`` is written last, so its presence means
+    a finished tower and a re-run resumes instead of starting over. Returns the
+    pretraining figures.
+    """
+    from llara_core.conversations import atomic_write_json
+    from llara_core.model.tiny import TinySpec, build_tiny_model
+
+    path = Path(path)
+    done = path / "vision_pretrained.json"
+    if not done.is_file():
+        build_tiny_model(path, corpus, spec or TinySpec(), seed=seed)
+        figures = pretrain_vision_tower(
+            path, datasets, steps=steps, seed=seed, extra_samples=extra_samples, progress=progress
+        )
+        atomic_write_json(done, figures)
+    return json.loads(done.read_text())
