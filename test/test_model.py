@@ -180,20 +180,62 @@ def test_frozen_vision_tower_stays_as_pretrained(tiny, dataset, tmp_path):
     assert changed and not any("vision_tower" in k for k in changed)
 
 
-def test_lora_adapts_only_the_language_model_and_loads_on_its_base(tiny, dataset, tmp_path):
+def _tiny_idefics3(out: Path, corpus: list[str]) -> Path:
+    """A random Idefics3 (SigLIP-style tower + Llama) with a processor, built offline: a second VLM family."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    from llara_core.model.tiny import train_tokenizer
+
+    tok = train_tokenizer(corpus, 400)
+    tok.add_special_tokens({"additional_special_tokens": ["<fake_token_around_image>", "<end_of_utterance>",
+                            "<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]})  # fmt: skip
+    template = (
+        "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}:{% for c in message['content'] %}"
+        "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n"
+        "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+    text = dict(model_type="llama", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                num_attention_heads=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=64,
+                  patch_size=16)  # fmt: skip
+    model = Idefics3ForConditionalGeneration(Idefics3Config(
+        vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"), scale_factor=2,
+        pad_token_id=tok.pad_token_id))  # fmt: skip
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    images = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 64},
+                                       max_image_size={"longest_edge": 64})  # fmt: skip
+    model.save_pretrained(out)
+    Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4, chat_template=template).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_lora_adapts_only_the_language_model_and_loads_on_its_base(family, tiny, dataset, tmp_path):
+    """Same code path for another family: load, act, LoRA finetune, reload the adapter on its base, act."""
+    if family == "idefics3":
+        corpus = [t["value"] for r in read_dataset(dataset) for t in r["conversations"]]
+        base, tower, projector = _tiny_idefics3(tmp_path / "idefics3", corpus), "vision_model", "connector"
+    else:
+        base, tower, projector = tiny, "vision_tower", "multi_modal_projector"
+    image = np.zeros((64, 64, 3), np.uint8)
+    before = VLMPolicy.from_pretrained(base, max_new_tokens=8).act(image, "put the red block into the bowl")
+    assert isinstance(before, PolicyOutput) and before.latency_s > 0
     cfg = TrainConfig(max_steps=2, batch_size=2, val_fraction=0.3, lora=True, mix={"inbc": 1.0, "localization": 1.0},
-                      progress=False)  # fmt: skip
-    m = train([dataset], tiny, tmp_path / "lora", cfg)
+                      freeze_vision=True, progress=False)  # fmt: skip
+    m = train([dataset], base, tmp_path / "lora", cfg)
     assert m["lora"] is True and "eval_loss" in m
-    acfg = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
-    assert "language_model" in acfg["target_modules"]
     from safetensors import safe_open
 
     with safe_open(tmp_path / "lora" / "adapter_model.safetensors", "pt") as f:
         keys = list(f.keys())
-    assert keys and not any("vision_tower" in k for k in keys) and any("q_proj" in k for k in keys)
-    policy = VLMPolicy.from_pretrained(tmp_path / "lora")
-    out = policy.act(np.zeros((64, 64, 3), np.uint8), "put the red block into the bowl")
+    lora_keys = [k for k in keys if "lora_" in k]
+    assert lora_keys and all(k.split(".")[-3] in ("q_proj", "k_proj", "v_proj", "o_proj") for k in lora_keys)
+    assert not any(tower in k for k in keys) and any(projector in k for k in keys)
+    policy = VLMPolicy.from_pretrained(tmp_path / "lora", max_new_tokens=8)
+    out = policy.act(image, "put the red block into the bowl")
     assert isinstance(out, PolicyOutput) and out.latency_s > 0
 
 

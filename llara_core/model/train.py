@@ -29,7 +29,12 @@ from typing import Any
 
 from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
 
-LORA_TARGET = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"  # not the CLIP tower's q/v projections
+# The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
+# language_model) but not the vision tower's, whose CLIP/SigLIP layers use the same q/k/v/o names.
+LORA_TARGET = r"^(?!.*(?:vision|visual)).*\.(?:q_proj|k_proj|v_proj|o_proj)$"
+# The image-to-text projector, trained in full next to the adapters (LLaVA, Idefics3, Qwen2-VL names).
+PROJECTORS = ("multi_modal_projector", "connector", "merger")
+VISION_TOWERS = ("vision_tower", "vision_model", "visual")
 
 
 @dataclass
@@ -84,12 +89,13 @@ def _atomic_save(out: Path, save: Any) -> None:
 
 
 def _vision_tower(model: Any) -> Any:
-    """The vision tower of a (possibly PEFT-wrapped) LLaVA-style model."""
+    """The vision tower of a (possibly PEFT-wrapped) image-text-to-text model."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    tower = getattr(getattr(inner, "model", inner), "vision_tower", None)
-    if tower is None:
-        raise ValueError(f"{type(inner).__name__} has no vision_tower to freeze")
-    return tower
+    body = getattr(inner, "model", inner)
+    for name in VISION_TOWERS:
+        if getattr(body, name, None) is not None:
+            return getattr(body, name)
+    raise ValueError(f"{type(inner).__name__} has no vision tower ({', '.join(VISION_TOWERS)}) to freeze")
 
 
 def train(
@@ -117,7 +123,7 @@ def train(
             lora_alpha=cfg.lora_alpha,
             lora_dropout=0.05,
             target_modules=LORA_TARGET,
-            modules_to_save=["multi_modal_projector"],
+            modules_to_save=sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} & set(PROJECTORS)),
         )
         model = get_peft_model(model, lcfg)
 
