@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--data-l1", help="existing l1_placement demonstrations (all task kinds); generated if absent")
     ap.add_argument("--data-multi", help="existing multi_step demonstrations (all task kinds); generated if absent")
     ap.add_argument("--vision-model", help="a tiny model whose pretrained vision tower all runs share")
+    ap.add_argument("--vision-steps", type=int, default=1500, help="tower pretraining steps (without --vision-model)")
+    ap.add_argument("--scenes", type=int, default=1000, help="rendered layouts per family for the tower")
     ap.add_argument("--work", default=".ablation-work")
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
@@ -87,7 +89,7 @@ def main() -> int:
     from llara_core.model.tiny import dataset_texts
 
     corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
-    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus)
+    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus, a)
     used = {fam: {f"{fam}-{s:06d}" for s in range(10000, 10000 + round(max(sizes) * share))} for fam, share in SHARES}
     base = _grounded_base(work / "base", vision, corpus, data, used, a)
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -123,14 +125,15 @@ def main() -> int:
     return 0
 
 
-def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str]) -> Path:
-    """A tiny LLaVA whose tower is pretrained on the demonstrations' boxes and 2000 rendered scenes."""
+def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str], a: argparse.Namespace) -> Path:
+    """A tiny LLaVA whose tower is pretrained on the demonstrations' boxes and freshly rendered scenes."""
     from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
     from llara_core.sim.demos import scene_boxes
 
     if not (path / "vision_pretrained.json").is_file():
-        scenes = scene_boxes(["l1_placement", "multi_step"], 1000, seed=200000)
-        tiny_with_pretrained_tower(path, list(data.values()), corpus, extra_samples=scenes, progress=False)
+        scenes = scene_boxes(["l1_placement", "multi_step"], a.scenes, seed=200000)
+        tiny_with_pretrained_tower(path, list(data.values()), corpus, a.vision_steps, extra_samples=scenes,
+                                   progress=False)  # fmt: skip
     return path
 
 
