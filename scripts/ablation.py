@@ -90,12 +90,12 @@ def main() -> int:
 
     corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
     vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus, a)
-    used = {fam: {f"{fam}-{s:06d}" for s in range(10000, 10000 + round(max(sizes) * share))} for fam, share in SHARES}
+    used = {fam: _episodes(fam, share, max(sizes)) for fam, share in SHARES}
     base = _grounded_base(work / "base", vision, corpus, data, used, a)
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     for size in sizes:
         for fam, share in SHARES:
-            keep = {f"{fam}-{s:06d}" for s in range(10000, 10000 + round(size * share))}
+            keep = _episodes(fam, share, size)
             _subset(Path(data[fam]), work / f"subset_{size}" / fam, lambda ep, keep=keep: ep in keep)
     # seed-major: after the first 3 * len(sizes) models every cell of the table has a run
     for seed in seeds:
@@ -123,6 +123,11 @@ def main() -> int:
                 print(key, seed, row, flush=True)
                 _write(Path(a.docs), results, a, list(FAMILIES))
     return 0
+
+
+def _episodes(family: str, share: float, size: int) -> set[str]:
+    """Episode ids of ``family`` in a dataset of ``size`` episodes: the first ``share`` of them, seeds from 10000."""
+    return {f"{family}-{s:06d}" for s in range(10000, 10000 + round(size * share))}
 
 
 def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str], a: argparse.Namespace) -> Path:

@@ -107,7 +107,6 @@ def speculative_greedy(
     with torch.inference_mode():
         out = model(**inputs, use_cache=True)
         cache = out.cache  # a DynamicCache
-        length = inputs["input_ids"].shape[1]
         tokens = [int(out.logits[0, -1].argmax())]
         passes = 1
         while tokens[-1] != eos_token_id and len(tokens) < max_new_tokens:
@@ -122,8 +121,7 @@ def speculative_greedy(
             accepted = guess[:n]
             if not accepted or accepted[-1] != eos_token_id:
                 accepted.append(best[n])  # the model's own next token: every pass yields at least one
-            length += 1 + n  # keep the fed token and the accepted guesses; drop the rejected ones
-            cache.crop(length - cache.get_seq_length())  # a negative count removes that many positions
+            cache.crop(n - len(guess))  # drop the rejected guesses (a negative count removes that many positions)
             tokens.extend(accepted)
         if eos_token_id in tokens:
             tokens = tokens[: tokens.index(eos_token_id)]

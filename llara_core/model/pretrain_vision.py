@@ -27,9 +27,12 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from llara_core.model.tiny import TinySpec
 
 OBJECT_RE = re.compile(
     r"<p>(?P<name>[^<]+)</p> at <b>\((?P<cx>[-\d.]+),\s*(?P<cy>[-\d.]+)\),\s*\{(?P<w>[-\d.]+),\s*(?P<h>[-\d.]+)\}"
@@ -213,9 +216,9 @@ def tiny_with_pretrained_tower(
     seed: int = 0,
     extra_samples: Sequence[BoxSample] = (),
     progress: bool = True,
-    spec: Any = None,
+    spec: TinySpec | None = None,
 ) -> dict[str, Any]:
-    """Build a tiny LLaVA at ``path`` (``spec``: a TinySpec, default size) and pretrain its tower, unless an earlier run already did.
+    """Build a tiny LLaVA at ``path`` (``spec``, default size) and pretrain its tower, unless a run already did.
 
     The scripts that train from nothing (``make_demo_model.py``, ``ablation.py``)
     start here; ``vision_pretrained.json`` is written last, so its presence means

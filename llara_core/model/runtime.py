@@ -5,8 +5,9 @@ folder only (``local_files_only``, safetensors, no remote code) through
 ``AutoProcessor`` + ``AutoModelForImageTextToText`` — LLaVA-1.5-hf first, and
 any family whose processor has a chat template through the same calls
 (Idefics3 is tested on a tiny random model; Qwen2-VL's processor needs
-torchvision, which does not import beside torch 2.13.0). A PEFT LoRA folder (what ``llara train`` writes for pretrained
-bases) is recognized and applied on top of its base.
+torchvision, which does not import beside torch 2.13.0). A PEFT LoRA folder
+(what ``llara train`` writes for pretrained bases) is recognized and applied
+on top of its base.
 
 Prompts come from :mod:`llara_core.prompts` (inBC, or D-inBC when object boxes
 are given), decoding is greedy, and the answer goes through the one strict
