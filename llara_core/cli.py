@@ -309,7 +309,12 @@ def _cmd_pretrain_vision(args: argparse.Namespace) -> int:
 
         scenes = scene_boxes(["l1_placement", "multi_step"], args.scenes, seed=args.scene_seed, progress=True)
     m = pretrain_vision_tower(
-        args.model, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, extra_samples=scenes
+        args.model,
+        args.data,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        extra_samples=scenes,
     )
     print(json.dumps(m))
     return 0
@@ -344,6 +349,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         fp16=args.fp16,
         resume=args.resume,
+        schedule=args.schedule,
+        decay_ratio=args.decay_ratio,
     )
     metrics = train(args.data, args.model, args.out, cfg)
     print(f"model written to {args.out}: {metrics_summary(metrics)}")
@@ -377,19 +384,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import functools
+
     from llara_core.evaluate import evaluate, markdown_table
     from llara_core.model.runtime import VLMPolicy
 
-    policy = VLMPolicy.from_pretrained(args.model, adapter=args.adapter)
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    policy = functools.partial(VLMPolicy.from_pretrained, args.model, adapter=args.adapter)
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     res = evaluate(
-        policy,
+        policy if args.workers > 1 else policy(),
         _families(args.task_family),
         seeds,
         args.out,
         d_inbc=args.d_inbc,
         title=args.title,
         refine_grasp=not args.no_grasp_refinement,
+        workers=args.workers,
     )
     print(markdown_table(res["summary"], args.title))
     print(f"inference latency p50: {1000 * (res['summary']['latency_p50_s'] or 0):.1f} ms")
@@ -528,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mix",
         help="task kinds and ratios to the number of demonstration steps, e.g. inbc=1,localization=0.5 (default: as is)",
     )
+    st.add_argument(
+        "--schedule",
+        choices=["cosine", "wsd"],
+        default="cosine",
+        help="learning rate: cosine decay, or wsd (warmup, constant, cosine decay over the last --decay-ratio)",
+    )
+    st.add_argument("--decay-ratio", type=float, default=0.2, help="wsd: share of the steps spent decaying")
     st.add_argument("--val-fraction", type=float, default=0.05)
     st.add_argument("--lora", choices=["auto", "yes", "no"], default="auto")
     st.add_argument(
@@ -535,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--save-steps", type=int, default=200)
     st.add_argument("--seed", type=int, default=0)
-    st.add_argument("--bf16", action="store_true")
+    st.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs; CPUs with AMX / AVX512-BF16)")
     st.add_argument("--fp16", action="store_true")
     st.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
     st.set_defaults(func=_cmd_train)
@@ -560,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-grasp-refinement",
         action="store_true",
         help="grasp exactly at the predicted point instead of centring on the object under it",
+    )
+    se.add_argument(
+        "--workers", type=int, default=1, help="processes, each with its own model and simulator (default 1)"
     )
     se.add_argument("--out", help="folder for eval.json, eval.md, eval.png")
     se.add_argument("--title", default="closed-loop success")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,6 +91,29 @@ def run_episode(
     return row
 
 
+_WORKER_POLICY: Policy | None = None
+
+
+def _init_worker(factory: Callable[[], Policy], workers: int) -> None:
+    """Process-pool initializer of :func:`evaluate`: GL backend, a share of the cores, one policy per process."""
+    import os
+
+    import torch
+
+    from llara_core.sim import select_gl
+
+    global _WORKER_POLICY
+    select_gl()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    _WORKER_POLICY = factory()
+
+
+def _worker_episode(args: tuple[str, int, bool, bool]) -> dict[str, Any]:
+    family, seed, d_inbc, refine_grasp = args
+    assert _WORKER_POLICY is not None, "_init_worker did not run"
+    return run_episode(_WORKER_POLICY, family, seed, d_inbc, refine_grasp=refine_grasp)
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Success counts and rates per family and per level."""
     out: dict[str, Any] = {"families": {}, "levels": {}}
@@ -133,7 +156,7 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
 
 
 def evaluate(
-    policy: Policy,
+    policy: Policy | Callable[[], Policy],
     families: Sequence[str],
     seeds: Sequence[int],
     out: str | Path | None = None,
@@ -141,15 +164,39 @@ def evaluate(
     title: str = "closed-loop success",
     progress: bool = True,
     refine_grasp: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run every (family, seed); write ``eval.json``, ``eval.md``, ``eval.png`` into ``out`` when given."""
+    """Run every (family, seed); write ``eval.json``, ``eval.md``, ``eval.png`` into ``out`` when given.
+
+    ``policy`` is a loaded policy, or a picklable factory of one (e.g.
+    ``functools.partial(VLMPolicy.from_pretrained, path)``); with a factory,
+    ``workers`` > 1 runs the episodes in that many processes, each with its own
+    policy and simulator and ``cpu_count // workers`` torch threads — episodes
+    are independent, and a tiny model's decoding and the physics each use one
+    core poorly. Rows come back in job order whatever the number of workers.
+    """
     from tqdm import tqdm
 
     jobs = [(f, s) for f in families for s in seeds]
-    rows = [
-        run_episode(policy, f, s, d_inbc, refine_grasp=refine_grasp)
-        for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)
-    ]
+    loaded = hasattr(policy, "act")
+    if workers > 1 and loaded:
+        raise ValueError("workers > 1 needs a policy factory (each process loads its own), not a loaded policy")
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: forking a process whose torch/OpenMP threads already ran can hang the child
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(policy, workers)) as ex:
+            args = [(f, s, d_inbc, refine_grasp) for f, s in jobs]
+            rows = list(tqdm(ex.map(_worker_episode, args), total=len(jobs), desc="eval", unit="episode",
+                             disable=not progress))  # fmt: skip
+    else:
+        pol: Policy = policy if loaded else policy()  # type: ignore[assignment,operator]
+        rows = [
+            run_episode(pol, f, s, d_inbc, refine_grasp=refine_grasp)
+            for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)
+        ]
     summary = summarize(rows)
     lat = sorted(x for r in rows for x in r["latency_s"])
     summary["latency_p50_s"] = lat[len(lat) // 2] if lat else None

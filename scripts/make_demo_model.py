@@ -10,17 +10,21 @@
 2. a tiny LLaVA whose tokenizer is trained on those conversations;
 3. its vision tower pretrained on object boxes (the stand-in for CLIP
    pretraining, :mod:`llara_core.model.pretrain_vision`);
-4. finetuning of projector + language model (tower frozen) on the task mix;
-5. closed-loop evaluation on held-out seeds 0..N-1 of every family;
-6. the model folder (safetensors + processor) and README.md, the model card.
-Work already done in --work (datasets, scenes, checkpoints) is reused when the
-script is run again.
+4. finetuning of projector + language model (tower frozen) on the task mix:
+   one warmup-stable-decay schedule, bf16 autocast where the CPU has bf16 units;
+5. closed-loop evaluation on held-out seeds 0..N-1 of every family (2 processes);
+6. the model folder (safetensors + processor) and README.md, the model card,
+   assembled in --work and swapped into --out whole at the end.
+Work already done in --work (datasets, scenes, tower, checkpoints) is reused
+when the script is run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -54,13 +58,21 @@ def main() -> int:
     ap.add_argument("--l1-episodes", type=int, default=2000)
     ap.add_argument("--multi-episodes", type=int, default=700)
     ap.add_argument("--scenes", type=int, default=2000, help="rendered layouts per family for the vision tower")
-    ap.add_argument("--vision-steps", type=int, default=1500)
-    ap.add_argument("--steps", type=int, default=1800, help="finetuning steps, first cosine schedule")
+    ap.add_argument("--vision-steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=5800, help="finetuning steps")
     ap.add_argument(
         "--more-steps",
-        default="2000,2000",
-        help="then, from those weights, more schedules of these lengths (comma list)",
+        default="",
+        help="then, from those weights, more schedules of these lengths (comma list; default none)",
     )
+    ap.add_argument("--schedule", choices=["wsd", "cosine"], default="wsd", help="learning-rate schedule")
+    ap.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 autocast for training; auto: where the CPU has bf16 units (AMX / AVX512-BF16)",
+    )
+    ap.add_argument("--workers", type=int, default=2, help="processes for the closed-loop evaluation")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--mix", default="inbc=1,d_inbc=1,localization=1", help="task kinds and ratios (llara train --mix)")
@@ -68,33 +80,40 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
+    from llara_core.conversations import atomic_write_bytes
     from llara_core.evaluate import evaluate, markdown_table
     from llara_core.model.data import parse_mix
     from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.tiny import dataset_texts
-    from llara_core.model.train import TrainConfig, train
+    from llara_core.model.train import TrainConfig, bf16_is_fast, train
     from llara_core.sim.tasks import FAMILIES
 
     mix = parse_mix(a.mix) or {}
+    bf16 = a.precision == "bf16" or (a.precision == "auto" and bf16_is_fast())
     work, out = Path(a.work), Path(a.out)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    half = a.l1_episodes // 2  # three jobs on two processes: the l1 demonstrations are the bulk
-    jobs = [
-        ("l1_placement", half, 10000, str(work / "l1a")),
-        ("l1_placement", a.l1_episodes - half, 10000 + half, str(work / "l1b")),
-        ("multi_step", a.multi_episodes, 10000, str(work / "multi")),
-    ]
+    # Two processes, work split evenly: each family in two halves (a multi_step episode costs ~2 l1 ones).
+    jobs = []
+    for family, n, name in (("l1_placement", a.l1_episodes, "l1"), ("multi_step", a.multi_episodes, "multi")):
+        half = n // 2
+        jobs += [
+            (family, half, 10000, str(work / f"{name}a")),
+            (family, n - half, 10000 + half, str(work / f"{name}b")),
+        ]
+    jobs = [j for j in jobs if j[1] > 0]
     datasets = [Path(j[3]) for j in jobs]
-    with ProcessPoolExecutor(2) as ex:
-        reports = list(ex.map(_demos, jobs))
     scenes_file = work / "scenes.pkl"
-    if not scenes_file.is_file():
-        with ProcessPoolExecutor(2) as ex:
-            parts = ex.map(_scenes, [("l1_placement", a.scenes, 200000), ("multi_step", a.scenes, 200000)])
-            scenes = [s for part in parts for s in part]
-        scenes_file.write_bytes(pickle.dumps(scenes))
+    with ProcessPoolExecutor(2) as ex:
+        demo_runs = [ex.submit(_demos, j) for j in jobs]
+        scene_runs = [] if scenes_file.is_file() else [
+            ex.submit(_scenes, (f, a.scenes, 200000)) for f in ("l1_placement", "multi_step")
+        ]  # fmt: skip
+        reports = [r.result() for r in demo_runs]
+        if scene_runs:
+            scenes = [s for r in scene_runs for s in r.result()]
+            atomic_write_bytes(scenes_file, pickle.dumps(scenes))
     scenes = pickle.loads(scenes_file.read_bytes())
     t_data = time.perf_counter() - t0
     episodes = sum(len(r["written"]) + len(r["already_written"]) for r in reports)  # type: ignore[arg-type]
@@ -103,11 +122,12 @@ def main() -> int:
     corpus = dataset_texts(datasets)
     base = work / "base"
     t1 = time.perf_counter()
-    vision = tiny_with_pretrained_tower(base, datasets, corpus, a.vision_steps, a.seed, extra_samples=scenes)
+    vision = tiny_with_pretrained_tower(base, datasets, corpus, a.vision_steps, a.seed, extra_samples=scenes, bf16=bf16)
     print(f"2-3. tiny LLaVA + vision tower: {json.dumps(vision)}", flush=True)
 
     cfg = TrainConfig(max_steps=a.steps, batch_size=a.batch_size, lr=a.lr, mix=mix, val_fraction=0.02,
-                      save_steps=300, eval_steps=300, seed=a.seed, resume=True, freeze_vision=True)  # fmt: skip
+                      save_steps=300, eval_steps=300, seed=a.seed, resume=True, freeze_vision=True,
+                      schedule=a.schedule, bf16=bf16)  # fmt: skip
     more = [int(n) for n in a.more_steps.split(",") if n.strip() and int(n) > 0]
     trained = work / "stage1"
     metrics = train(datasets, base, trained, cfg)
@@ -121,12 +141,17 @@ def main() -> int:
         print(f"4{'abcdefgh'[i - 1]}. {n} more steps, eval loss {metrics.get('eval_loss')}", flush=True)
     t_train = time.perf_counter() - t1
     print(f"4. trained, {t_train / 60:.1f} min, eval loss {metrics.get('eval_loss')}", flush=True)
+    print(f"data + training: {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
 
-    out.mkdir(parents=True, exist_ok=True)
+    # The release is assembled and evaluated in --work, then swapped in whole: an interrupted run never leaves
+    # a half-written model in --out (the shipped one stays until the new one is complete).
+    release = work / "release"
+    shutil.rmtree(release, ignore_errors=True)
+    release.mkdir()
     for name in KEEP:
         if (trained / name).is_file():
-            shutil.copy(trained / name, out / name)
-    policy = VLMPolicy.from_pretrained(out)
+            shutil.copy(trained / name, release / name)
+    policy = functools.partial(VLMPolicy.from_pretrained, release)
     seeds = range(a.eval_episodes)
     t2 = time.perf_counter()
     results = {}
@@ -134,18 +159,26 @@ def main() -> int:
         if kind not in mix:
             continue
         d_inbc = kind == "d_inbc"
-        res = evaluate(policy, list(FAMILIES), seeds, work / f"eval_{mode}", d_inbc=d_inbc,
-                       title=f"llara-tiny-sim, {mode}, held-out seeds")  # fmt: skip
+        res = evaluate(policy if a.workers > 1 else policy(), list(FAMILIES), seeds, work / f"eval_{mode}",
+                       d_inbc=d_inbc, title=f"llara-tiny-sim, {mode}, held-out seeds", workers=a.workers)  # fmt: skip
         results[mode] = res["summary"]
         print(markdown_table(res["summary"], mode), flush=True)
     t_eval = time.perf_counter() - t2
-    (out / "eval_summary.json").write_text(json.dumps(results, indent=1) + "\n")
-    size_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    (release / "eval_summary.json").write_text(json.dumps(results, indent=1) + "\n")
+    size_mb = sum(f.stat().st_size for f in release.iterdir()) / 1e6
     tables = "\n".join(
         f"### {mode}\n{markdown_table(s)}\nLatency (image → parsed action) p50: "
         f"{1000 * (s['latency_p50_s'] or 0):.0f} ms during the evaluation.\n"
         for mode, s in results.items()
     )
+    more_text = f", then schedules of {more} more steps, each from the last weights" if more else ""
+    t_total = t_data + t_train
+    level = [
+        f"{mode}: l1_placement {sm['families']['l1_placement']['success']}/{sm['families']['l1_placement']['n']}, "
+        f"level L1 (l1_placement + multi_step) {sm['levels']['L1']['success']}/{sm['levels']['L1']['n']}"
+        for mode, sm in results.items()
+        if "l1_placement" in sm["families"] and "L1" in sm["levels"]
+    ]
     card = f"""# llara-tiny-sim
 
 A tiny LLaVA-architecture model (CLIP-style vision tower 4×128 on 160-px input, Llama 4×256,
@@ -159,23 +192,38 @@ LLaVA-7B so that the whole LLaRA loop runs on a CPU; it knows only the tabletop 
 - {len(scenes)} more rendered layouts (seeds 200000 and up, no expert) for the vision tower;
 - finetuning mix per demonstration step: {mix} ({metrics["train_counts"]}); 2 % of the episodes held out.
 
-## Training ({t_train / 60:.1f} min on 2 CPU cores; data {t_data / 60:.1f} min; evaluation {t_eval / 60:.1f} min)
+## Time on this machine ({os.cpu_count()} CPU cores)
+Data {t_data / 60:.1f} min + model and training {t_train / 60:.1f} min = **{t_total / 60:.1f} min**; then the
+evaluation below, {t_eval / 60:.1f} min ({a.workers} processes).
+
+## Training
 1. Vision tower pretraining (dense object reading, `llara pretrain-vision`): {a.vision_steps} steps, batch 32,
    {vision["images"]} images; on {vision["held_out_images"]} held-out images: object patches with the right colour and
    shape {100 * vision["object_patch_accuracy"]:.1f} %, digit accuracy {vision["digit_accuracy"]}.
-2. Finetuning of projector + language model, tower frozen: {a.steps} steps, then schedules of {more} more
-   steps, each from the last weights, batch {a.batch_size}, AdamW lr {a.lr} cosine, seed {a.seed}; final train loss
+2. Finetuning of projector + language model, tower frozen: {a.steps} steps{more_text}, batch {a.batch_size},
+   AdamW lr {a.lr}, schedule {a.schedule}, {"bf16 autocast" if bf16 else "fp32"}, seed {a.seed}; final train loss
    {metrics["train_loss"]:.3f}, validation loss {metrics.get("eval_loss", float("nan")):.3f}.
 
 ## Closed-loop success (held-out seeds 0..{a.eval_episodes - 1}, first step executed, re-query)
 D-inBC is given the simulator's object boxes (an oracle detector, as in LLaRA's D-inBC evaluation).
 The grasp is centred on the object under the predicted pick point (`llara_core.execution.plan_step`).
+{"; ".join(level)}.
 
 {tables}
+Latency above is measured with one torch thread per evaluation process; `python scripts/bench_policy.py`
+measures it alone (2 threads).
+
 ## Use
 `VLMPolicy.from_pretrained("{out}")`, `llara predict --model {out} …`, `llara eval --model {out} [--d-inbc]`.
 """
-    (out / "README.md").write_text(card)
+    (release / "README.md").write_text(card)
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    release.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     print(card)
     return 0
 

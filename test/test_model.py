@@ -90,6 +90,31 @@ def test_loss_is_masked_to_the_answer(tiny, dataset):
     assert proc.tokenizer.decode(ex["input_ids"][:n_prompt]).endswith("ASSISTANT:")
 
 
+def test_the_example_cache_returns_what_encoding_returns_and_keeps_to_its_budget(tiny, dataset):
+    from llara_core.model.data import ConversationDataset
+    from llara_core.model.train import load_records
+
+    proc = VLMPolicy.from_pretrained(tiny).processor
+    records, roots = load_records([dataset])
+    plain = ConversationDataset(records, roots, proc)
+    cached = ConversationDataset(records, roots, proc, cache_mb=1000)
+    for i in range(len(records)):
+        a, b = plain[i], cached[i]
+        assert a["input_ids"] == b["input_ids"] and a["labels"] == b["labels"]
+        assert np.array_equal(a["pixel_values"].numpy(), b["pixel_values"].numpy())
+        assert cached[i] is b  # the second read is the kept example
+    by_image: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
+        by_image.setdefault(r["image"], []).append(i)
+    i, j = next(v for v in by_image.values() if len(v) > 1)[:2]
+    assert cached[i]["pixel_values"] is cached[j]["pixel_values"]  # one tensor per image file
+    one_image = plain[0]["pixel_values"].nbytes / 1e6
+    tight = ConversationDataset(records, roots, proc, cache_mb=1.5 * one_image)
+    for i in range(len(records)):
+        tight[i]
+    assert len(tight._pixels) == 1 and len(by_image) > 1  # the budget holds; the rest loads from disk each time
+
+
 def test_mixture_and_episode_split():
     recs = [{"id": f"ep{e}/{k}/{i}", "task": k} for e in range(10) for k in ("inbc", "localization") for i in range(2)]
     mixed = mix_records(recs, {"inbc": 1.0, "localization": 0.5}, seed=1)
@@ -160,6 +185,15 @@ def test_speculative_decoding_returns_what_generate_returns(tiny):
             assert fast.generate([image], [q]) == plain.generate([image], [q])
 
 
+def test_wsd_schedule_holds_the_rate_then_decays(tiny, dataset, tmp_path):
+    cfg = TrainConfig(max_steps=10, batch_size=2, val_fraction=0.0, warmup_ratio=0.0, schedule="wsd", decay_ratio=0.3,
+                      logging_steps=1, progress=False)  # fmt: skip
+    lrs = [e["learning_rate"] for e in train([dataset], tiny, tmp_path / "m", cfg)["log"]]
+    assert len(lrs) == 10 and lrs[:7] == [cfg.lr] * 7 and lrs[7] > lrs[8] > lrs[9]
+    with pytest.raises(ValueError, match="schedule"):
+        train([dataset], tiny, tmp_path / "x", TrainConfig(schedule="linear"))
+
+
 def test_resume_continues_from_the_last_checkpoint(tiny, dataset, tmp_path):
     cfg = TrainConfig(max_steps=2, batch_size=2, save_steps=2, val_fraction=0.0, mix={"inbc": 1.0}, progress=False)
     train([dataset], tiny, tmp_path / "m", cfg)
@@ -208,7 +242,9 @@ def _tiny_idefics3(out: Path, corpus: list[str]) -> Path:
     images = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 64},
                                        max_image_size={"longest_edge": 64})  # fmt: skip
     model.save_pretrained(out)
-    Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4, chat_template=template).save_pretrained(out)
+    Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4, chat_template=template).save_pretrained(
+        out
+    )
     return out
 
 
@@ -273,11 +309,26 @@ def test_unparseable_answers_fail_and_never_move_the_arm(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["summary"]["levels"]["L1"]["n"] == 1
 
 
+def test_parallel_evaluation_gives_the_rows_of_a_sequential_one():
+    """Two processes, each loading the shipped model from the factory, return the same episodes in job order."""
+    import functools
+
+    factory = functools.partial(VLMPolicy.from_pretrained, demo_model_path())
+    seq = evaluate(factory(), ["l1_placement", "multi_step"], range(3), progress=False)
+    par = evaluate(factory, ["l1_placement", "multi_step"], range(3), progress=False, workers=2)
+    strip = [{k: v for k, v in r.items() if k != "latency_s"} for r in seq["episodes"]]
+    assert [{k: v for k, v in r.items() if k != "latency_s"} for r in par["episodes"]] == strip
+    assert seq["summary"] == {**par["summary"], "latency_p50_s": seq["summary"]["latency_p50_s"]}
+    assert sum(r["success"] for r in strip) >= 3  # a trained model, not six failures compared with six failures
+    with pytest.raises(ValueError, match="factory"):
+        evaluate(factory(), ["l1_placement"], [0], workers=2)
+
+
 def test_eval_cli_runs_a_model_in_the_sim(tiny, tmp_path):
-    r = subprocess.run([*LLARA, "eval", "--model", str(tiny), "--task-family", "l1_placement", "--episodes", "1",
-                        "--out", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run([*LLARA, "eval", "--model", str(tiny), "--task-family", "l1_placement", "--episodes", "2",
+                        "--workers", "2", "--out", str(tmp_path)], capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| l1_placement | 0/1" in r.stdout and "latency p50" in r.stdout  # an untrained model fails, honestly
+    assert "| l1_placement | 0/2" in r.stdout and "latency p50" in r.stdout  # an untrained model fails, honestly
     assert Path(tmp_path / "eval.json").is_file()
 
 

@@ -32,7 +32,14 @@ from llara_core.sim.tasks import make_task
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
 
 pytestmark = pytest.mark.ros
-TOPICS = ["/camera/color/image_raw", "/camera/color/camera_info", "/ee_pose", "/gripper_closed", "/task", "/joint_states"]
+TOPICS = [
+    "/camera/color/image_raw",
+    "/camera/color/camera_info",
+    "/ee_pose",
+    "/gripper_closed",
+    "/task",
+    "/joint_states",
+]
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,10 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-3
     warmup_ratio: float = 0.03
+    # "cosine", or "wsd": warmup, constant, then a cosine decay over the last ``decay_ratio`` of the steps.
+    # The tiny model finds the named object late; a cosine schedule has already lowered the rate by then.
+    schedule: str = "cosine"
+    decay_ratio: float = 0.2
     weight_decay: float = 0.0
     mix: dict[str, float] | None = None
     val_fraction: float = 0.05
@@ -54,6 +58,11 @@ class TrainConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     freeze_vision: bool = False  # keep a pretrained vision tower as it is (LLaVA's stage 2 does)
+    # Batches of similar length (the Trainer's length-grouped sampler): less padding, but each batch is then
+    # mostly one task kind. Off by default: the one run with it (also at batch 8) stalled at loss 0.92 where
+    # random batches of 16 were at 0.74 after the same samples; which of the two changes did it is untested.
+    group_by_length: bool = False
+    cache_mb: float = 2048  # encoded examples kept in memory up to this many MB of pixels (ConversationDataset)
     save_steps: int = 200
     eval_steps: int = 200
     logging_steps: int = 10
@@ -63,6 +72,24 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bf16_is_fast() -> bool:
+    """Whether this machine has bfloat16 matrix units (CUDA, or x86 AMX / AVX512-BF16).
+
+    Where it has, bf16 autocast trains the tiny model ~1.5× faster on the CPU
+    (0.33 vs 0.50 s a step of 16 here, AMX); where it has not, bf16 on the CPU
+    is emulated and slower than fp32. Linux reads /proc/cpuinfo; elsewhere: no.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def load_records(datasets: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[Path]]:
@@ -106,6 +133,10 @@ def train(
     from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments, set_seed
 
     cfg = config or TrainConfig()
+    if cfg.schedule not in ("cosine", "wsd"):
+        raise ValueError(f"schedule must be 'cosine' or 'wsd', not {cfg.schedule!r}")
+    if not 0 < cfg.decay_ratio <= 1:
+        raise ValueError(f"decay_ratio must be in (0, 1], not {cfg.decay_ratio}")
     set_seed(cfg.seed)
     base, out = Path(base_model), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,9 +169,11 @@ def train(
         val_recs = [r for r in val_recs if cfg.mix.get(r.get("task", ""), 0) > 0]
     if not train_recs:
         raise ValueError("no training records after the split and the mixture")
-    train_ds = ConversationDataset(train_recs, roots, processor)
-    val_ds = ConversationDataset(val_recs, roots, processor) if val_recs else None
+    train_ds = ConversationDataset(train_recs, roots, processor, cfg.cache_mb)
+    val_ds = ConversationDataset(val_recs, roots, processor, cfg.cache_mb / 10) if val_recs else None
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * steps_per_epoch)
+    wsd = {"num_decay_steps": max(1, round(cfg.decay_ratio * total_steps))}
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -149,11 +182,11 @@ def train(
         learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        warmup_steps=max(
-            0, round(cfg.warmup_ratio * (cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch))
-        ),
+        warmup_steps=max(0, round(cfg.warmup_ratio * total_steps)),
         weight_decay=cfg.weight_decay,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type="warmup_stable_decay" if cfg.schedule == "wsd" else "cosine",
+        lr_scheduler_kwargs=wsd if cfg.schedule == "wsd" else {},
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if val_ds else "no",
         eval_steps=cfg.eval_steps,
