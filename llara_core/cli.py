@@ -309,12 +309,7 @@ def _cmd_pretrain_vision(args: argparse.Namespace) -> int:
 
         scenes = scene_boxes(["l1_placement", "multi_step"], args.scenes, seed=args.scene_seed, progress=True)
     m = pretrain_vision_tower(
-        args.model,
-        args.data,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        extra_samples=scenes,
+        args.model, args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, extra_samples=scenes
     )
     print(json.dumps(m))
     return 0
@@ -394,7 +389,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     policy = functools.partial(VLMPolicy.from_pretrained, args.model, adapter=args.adapter)
     seeds = range(args.first_seed, args.first_seed + args.episodes)
     res = evaluate(
-        policy if args.workers > 1 else policy(),
+        policy,  # a factory: evaluate loads it once, or once per worker process
         _families(args.task_family),
         seeds,
         args.out,

@@ -163,7 +163,7 @@ def main() -> int:
         if kind not in mix:
             continue
         d_inbc = kind == "d_inbc"
-        res = evaluate(policy if a.workers > 1 else policy(), list(FAMILIES), seeds, work / f"eval_{mode}",
+        res = evaluate(policy, list(FAMILIES), seeds, work / f"eval_{mode}",
                        d_inbc=d_inbc, title=f"llara-tiny-sim, {mode}, held-out seeds", workers=a.workers)  # fmt: skip
         results[mode] = res["summary"]
         print(markdown_table(res["summary"], mode), flush=True)

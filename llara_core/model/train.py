@@ -173,7 +173,7 @@ def train(
     val_ds = ConversationDataset(val_recs, roots, processor, cfg.cache_mb / 10) if val_recs else None
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * steps_per_epoch)
-    wsd = {"num_decay_steps": max(1, round(cfg.decay_ratio * total_steps))}
+    schedule_kwargs = {"num_decay_steps": max(1, round(cfg.decay_ratio * total_steps))} if cfg.schedule == "wsd" else {}
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -185,7 +185,7 @@ def train(
         warmup_steps=max(0, round(cfg.warmup_ratio * total_steps)),
         weight_decay=cfg.weight_decay,
         lr_scheduler_type="warmup_stable_decay" if cfg.schedule == "wsd" else "cosine",
-        lr_scheduler_kwargs=wsd if cfg.schedule == "wsd" else {},
+        lr_scheduler_kwargs=schedule_kwargs,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if val_ds else "no",
