@@ -54,9 +54,7 @@ def main(args: list[str] | None = None) -> int:
         kinds = param("kinds", P.STRING_ARRAY, "task kinds to emit (default: all eight)")
         workers = param("workers", P.INTEGER, "parallel processes over bags")
         instruction = param("instruction", _TEXT, "instruction for bags without a task topic or sidecar")
-        camera_pose = param(
-            "camera_pose", P.DOUBLE_ARRAY, "x y z qx qy qz qw of the camera in the base frame"
-        )
+        camera_pose = param("camera_pose", P.DOUBLE_ARRAY, "x y z qx qy qz qw of the camera in the base frame")
         urdf = param("urdf", _TEXT, "URDF for end-effector poses from joint_states")
         gripper_joint = param("gripper_joint", _TEXT, "finger joint in joint_states")
         threshold = param("gripper_threshold", P.DOUBLE, "closed below this finger position / value")
