@@ -117,10 +117,11 @@ def main() -> int:
             ex.submit(_scenes, (f, a.scenes, 200000)) for f in ("l1_placement", "multi_step")
         ]  # fmt: skip
         reports = [r.result() for r in demo_runs]
-        if scene_runs:
-            scenes = [s for r in scene_runs for s in r.result()]
-            atomic_write_bytes(scenes_file, pickle.dumps(scenes))
-    scenes = pickle.loads(scenes_file.read_bytes())
+        scenes = [s for r in scene_runs for s in r.result()]
+    if scene_runs:
+        atomic_write_bytes(scenes_file, pickle.dumps(scenes))
+    else:  # rendered by an earlier run
+        scenes = pickle.loads(scenes_file.read_bytes())
     t_data = time.perf_counter() - t0
     episodes = sum(len(r["written"]) + len(r["already_written"]) for r in reports)  # type: ignore[arg-type]
     print(f"1. {episodes} demonstrations, {len(scenes)} scenes: {t_data / 60:.1f} min", flush=True)

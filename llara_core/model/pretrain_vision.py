@@ -119,13 +119,11 @@ def pretrain_vision_tower(
     seed: int = 0,
     progress: bool = True,
     extra_samples: Sequence[BoxSample] = (),
-    bf16: bool = False,
 ) -> dict[str, Any]:
     """Train the vision tower of the LLaVA in ``model_dir`` in place; returns loss and accuracy figures.
 
     Samples are the detection records of ``datasets`` plus ``extra_samples``;
     the last 5 % (at most 200) are held out to report the accuracies.
-    ``bf16``: bfloat16 autocast for the training steps (weights stay fp32).
     """
     import torch
     from tqdm import tqdm
@@ -180,8 +178,7 @@ def pretrain_vision_tower(
     t0 = time.perf_counter()
     history = []
     for _ in tqdm(range(steps), desc="vision pretraining", disable=not progress):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_of(torch.randint(0, n_train, (batch_size,), generator=gen))
+        loss = loss_of(torch.randint(0, n_train, (batch_size,), generator=gen))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -220,7 +217,6 @@ def tiny_with_pretrained_tower(
     extra_samples: Sequence[BoxSample] = (),
     progress: bool = True,
     spec: TinySpec | None = None,
-    bf16: bool = False,
 ) -> dict[str, Any]:
     """Build a tiny LLaVA at ``path`` (``spec``, default size) and pretrain its tower, unless a run already did.
 
@@ -237,7 +233,7 @@ def tiny_with_pretrained_tower(
     if not done.is_file():
         build_tiny_model(path, corpus, spec or TinySpec(), seed=seed)
         figures = pretrain_vision_tower(
-            path, datasets, steps=steps, seed=seed, extra_samples=extra_samples, progress=progress, bf16=bf16
+            path, datasets, steps=steps, seed=seed, extra_samples=extra_samples, progress=progress
         )
         atomic_write_json(done, figures)
     return json.loads(done.read_text())
