@@ -38,7 +38,9 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinySpec:
-    """Sizes of the tiny model. The defaults give ≈ 4.8 M parameters (≈ 19 MB in fp32).
+    """Sizes of the tiny model. The defaults give ≈ 4.7 M parameters (≈ 19 MB in fp32).
+
+    The count moves a little with the vocabulary the tokenizer learns from the corpus.
 
     160-pixel input in 16-pixel patches: 100 image tokens (a 224 camera image is
     resized by the processor); objects stay 7–14 px wide, enough for colour and
