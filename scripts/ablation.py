@@ -132,10 +132,10 @@ def _episodes(family: str, share: float, size: int) -> set[str]:
 
 def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str], a: argparse.Namespace) -> Path:
     """A tiny LLaVA whose tower is pretrained on the demonstrations' boxes and freshly rendered scenes."""
-    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
+    from llara_core.model.pretrain_vision import has_pretrained_tower, tiny_with_pretrained_tower
     from llara_core.sim.demos import scene_boxes
 
-    if not (path / "vision_pretrained.json").is_file():
+    if not has_pretrained_tower(path):
         scenes = scene_boxes(["l1_placement", "multi_step"], a.scenes, seed=200000)
         tiny_with_pretrained_tower(path, list(data.values()), corpus, a.vision_steps, extra_samples=scenes,
                                    progress=False)  # fmt: skip

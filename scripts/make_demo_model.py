@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import pickle
 import shutil
@@ -86,10 +87,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
 
+    from safetensors import safe_open
+
     from llara_core.conversations import atomic_write_bytes
     from llara_core.evaluate import evaluate, markdown_table
     from llara_core.model.data import parse_mix
-    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
+    from llara_core.model.pretrain_vision import has_pretrained_tower, tiny_with_pretrained_tower
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.tiny import dataset_texts
     from llara_core.model.train import TrainConfig, bf16_is_fast, train
@@ -131,7 +134,7 @@ def main() -> int:
     corpus = dataset_texts(datasets)
     base = work / "base"
     t1 = time.perf_counter()
-    reused += ["vision tower"] if (base / "vision_pretrained.json").is_file() else []
+    reused += ["vision tower"] if has_pretrained_tower(base) else []
     vision = tiny_with_pretrained_tower(base, datasets, corpus, a.vision_steps, a.seed, extra_samples=scenes)
     print(f"2-3. tiny LLaVA + vision tower: {json.dumps(vision)}", flush=True)
 
@@ -139,16 +142,16 @@ def main() -> int:
                       save_steps=300, eval_steps=300, seed=a.seed, resume=True, freeze_vision=True,
                       schedule=a.schedule, bf16=bf16)  # fmt: skip
     more = [int(n) for n in a.more_steps.split(",") if n.strip() and int(n) > 0]
-    trained = work / "stage1"
-    metrics = train(datasets, base, trained, cfg)
-    print(f"4a. {metrics['steps']} steps, eval loss {metrics.get('eval_loss')}", flush=True)
     # The object under the pick point is found late (after ~1500 steps, long after the targets); schedules at
     # full learning rate again, each from the last one's weights, are what got the shipped model there.
-    for i, n in enumerate(more, start=2):
+    trained = base
+    for i, n in enumerate([a.steps, *more], start=1):
         cfg.max_steps = n
         metrics = train(datasets, trained, work / f"stage{i}", cfg)
         trained = work / f"stage{i}"
-        print(f"4{'abcdefgh'[i - 1]}. {n} more steps, eval loss {metrics.get('eval_loss')}", flush=True)
+        if metrics["resumed_from"]:
+            reused.append(f"schedule {i} up to {Path(metrics['resumed_from']).name}")
+        print(f"4{'abcdefgh'[i - 1]}. {n} steps, eval loss {metrics.get('eval_loss')}", flush=True)
     t_train = time.perf_counter() - t1
     print(f"4. trained, {t_train / 60:.1f} min, eval loss {metrics.get('eval_loss')}", flush=True)
     print(f"data + training: {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
@@ -176,6 +179,8 @@ def main() -> int:
     t_eval = time.perf_counter() - t2
     (release / "eval_summary.json").write_text(json.dumps(results, indent=1) + "\n")
     size_mb = sum(f.stat().st_size for f in release.iterdir()) / 1e6
+    with safe_open(release / "model.safetensors", "pt") as weights:  # the count moves with the learnt vocabulary
+        n_params = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
     tables = "\n".join(
         f"### {mode}\n{markdown_table(s)}\nLatency (image → parsed action) p50: "
         f"{1000 * (s['latency_p50_s'] or 0):.0f} ms during the evaluation.\n"
@@ -190,12 +195,12 @@ def main() -> int:
         if "l1_placement" in sm["families"] and "L1" in sm["levels"]
     ]
     reused_text = (
-        f" Reused from an earlier run in the work folder, not timed here: {' and '.join(reused)}." if reused else ""
+        f" Reused from an earlier run in the work folder, not timed here: {', '.join(reused)}." if reused else ""
     )
     card = f"""# llara-tiny-sim
 
 A tiny LLaVA-architecture model (CLIP-style vision tower 4×128 on 160-px input, Llama 4×256,
-≈ 4.8 M parameters, {size_mb:.1f} MB with its processor) trained from random weights by
+≈ {n_params / 1e6:.1f} M parameters, {size_mb:.1f} MB with its processor) trained from random weights by
 `make demo-model` (`scripts/make_demo_model.py`) on this project's simulator. It stands in for
 LLaVA-7B so that the whole LLaRA loop runs on a CPU; it knows only the tabletop of `llara_core.sim`.
 

@@ -40,6 +40,7 @@ OBJECT_RE = re.compile(
 # (value index in (cx, cy, w, h), decimal place 1..3) of every digit head
 DIGITS = ((0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (3, 1), (3, 2))
 
+VISION_DONE = "vision_pretrained.json"  # the tower's figures, in the model folder, written when pretraining ends
 Box = tuple[str, float, float, float, float]  # name, cx, cy, w, h (normalized)
 BoxSample = tuple[Any, list[Box]]  # image (path or HxWx3 uint8 array), its boxes
 
@@ -208,6 +209,11 @@ def pretrain_vision_tower(
     }
 
 
+def has_pretrained_tower(path: str | Path) -> bool:
+    """Whether a finished :func:`tiny_with_pretrained_tower` run is at ``path`` (its figures file is written last)."""
+    return (Path(path) / VISION_DONE).is_file()
+
+
 def tiny_with_pretrained_tower(
     path: str | Path,
     datasets: Sequence[str | Path],
@@ -229,8 +235,8 @@ def tiny_with_pretrained_tower(
     from llara_core.model.tiny import TinySpec, build_tiny_model
 
     path = Path(path)
-    done = path / "vision_pretrained.json"
-    if not done.is_file():
+    done = path / VISION_DONE
+    if not has_pretrained_tower(path):
         build_tiny_model(path, corpus, spec or TinySpec(), seed=seed)
         figures = pretrain_vision_tower(
             path, datasets, steps=steps, seed=seed, extra_samples=extra_samples, progress=progress
