@@ -227,6 +227,24 @@ def _parse_segment(lineno: int, seg: str) -> ActionStep | ParseError | None:
     return ActionStep(pick=pick, place=place, rotation_deg=rot + 0.0, kind=kind, object=obj, index=index)
 
 
+def first_step(text: str) -> ActionStep | ParseError:
+    """The first action-like line of ``text`` as a step, or the error that makes it unusable.
+
+    LLaRA's closed loop executes only the first step of an answer; this is the
+    rule that picks it: the first segment that looks like an action decides,
+    so a text whose first step is invalid yields that error even when a later
+    step parses. Never raises on any ``str``.
+    """
+    res = parse_actions(text)
+    if not isinstance(text, str) or not res.steps:
+        return res.errors[0]
+    for lineno, seg in _segments(text):
+        got = _parse_segment(lineno, seg)
+        if got is not None:
+            return got
+    return res.errors[0]  # pragma: no cover - parse_actions found a step, so a segment parsed
+
+
 def parse_actions(text: str) -> ParseResult:
     """Parse model output into steps; never raises on any ``str``.
 

@@ -19,10 +19,10 @@ A record is ``{"id", "image", "conversations": [{"from": "human", …}, {"from":
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -30,18 +30,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from llara_core.actions import render_step
 from llara_core.episodes import Episode
-from llara_core.images import encode_compressed
+from llara_core.errors import LlaraError
+from llara_core.fileio import atomic_write_bytes, atomic_write_json
+from llara_core.images import encode_png
 from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, dinbc_prompt, inbc_prompt
 
 GENERATOR = "llara_core.conversations"
 GENERATOR_VERSION = "1"
 TASK_KINDS: tuple[str, ...] = ("inbc", "d_inbc", *AUX_TASKS)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """The task kinds as a tuple; ValueError naming the unknown ones and the valid choices."""
+    unknown = sorted(set(kinds) - set(TASK_KINDS))
+    if unknown:
+        raise ValueError(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}")
+    return tuple(kinds)
+
+
+def record_episode(record_id: str) -> str:
+    """The episode id of a record id (``<episode>/<kind>/<n>``): what train/validation splits group by."""
+    return record_id.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -62,9 +74,7 @@ def episode_samples(episode: Episode, kinds: Sequence[str], seed: int = 0) -> tu
     closed loop executes one step, then re-queries). D-inBC and the auxiliary
     tasks need object boxes; without them they are skipped with a reason.
     """
-    unknown = [k for k in kinds if k not in TASK_KINDS]
-    if unknown:
-        raise ValueError(f"unknown task kinds {unknown}; choose from {list(TASK_KINDS)}")
+    check_kinds(kinds)
     rng = random.Random(f"{seed}:{episode.episode_id}")
     actions = episode.action_steps()
     steps = episode.steps()
@@ -104,7 +114,7 @@ def make_record(record_id: str, image: str, question: str, answer: str, task: st
     }
 
 
-class DatasetError(ValueError):
+class DatasetError(LlaraError, ValueError):
     """A dataset record is invalid; ``position`` is its 0-based index in reading order."""
 
     def __init__(self, message: str, position: int | None = None, record_id: str | None = None) -> None:
@@ -141,39 +151,73 @@ def validate_record(rec: Any, root: Path | None = None) -> str | None:
     return None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+_N = r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf)\s*"  # a number (nan/inf caught below)
+_BOX = re.compile(rf"<b>\({_N},{_N}\),\s*\{{{_N},{_N}\}}</b>", re.IGNORECASE)
+_REL = re.compile(rf"<d>\({_N},{_N}\)</d>,\s*<e>{_N}</e>", re.IGNORECASE)
+_ACTION_KINDS = ("inbc", "d_inbc", "action_prediction")
+_BOX_ANSWER_KINDS = ("localization", "future_prediction", "detection")
+
+
+def _numbers(groups: tuple[str, ...]) -> list[float] | None:
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        values = [float(g) for g in groups]
+    except ValueError:
+        return None
+    return values if all(math.isfinite(v) for v in values) else None
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode())
+def _box_problem(text: str, where: str) -> str | None:
+    for m in _BOX.finditer(text):
+        v = _numbers(m.groups())
+        if v is None or not all(0.0 <= x <= 1.0 for x in v):
+            return f"{where} box {m.group(0)!r} is not within the image (values in [0, 1])"
+    return None
 
 
-def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
-    """RGB uint8 image -> PNG bytes (raises ImageEncodingError, a ValueError, if OpenCV cannot encode it)."""
-    return encode_compressed(image, "png")
+def validate_content(rec: dict[str, Any], root: Path | None = None) -> str | None:
+    """Why a structurally valid record's *content* is wrong for its task kind (None when it is right).
+
+    The task kind must be known (records without one, e.g. LLaRA's released
+    data, are checked by their answer's form only); action answers must parse
+    strictly; boxes must lie in the image; relations must be finite numbers;
+    with ``root``, the image must open.
+    """
+    from llara_core.actions import parse_actions
+
+    kind = rec.get("task")
+    if kind is not None and kind not in TASK_KINDS:
+        return f"unknown task kind {kind!r}; known kinds: {', '.join(TASK_KINDS)}"
+    question, answer = rec["conversations"][0]["value"], rec["conversations"][1]["value"]
+    if kind in _ACTION_KINDS:
+        res = parse_actions(answer)
+        if not res.ok:
+            return f"{kind} answer does not parse: {res.errors[0]}"
+    if kind in _BOX_ANSWER_KINDS and not _BOX.search(answer):
+        return f"{kind} answer holds no box <b>(x, y), {{w, h}}</b>: {answer[:120]!r}"
+    if kind in ("spatial_relationship", "temporal_relationship"):
+        m = _REL.search(answer)
+        if m is None or _numbers(m.groups()) is None:
+            return f"{kind} answer holds no finite <d>(dx, dy)</d>, <e>d</e>: {answer[:120]!r}"
+    problem = _box_problem(question, "question") or _box_problem(answer, "answer")
+    if problem:
+        return problem
+    if root is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(root / rec["image"]) as im:
+                im.verify()
+        except (OSError, UnidentifiedImageError) as exc:
+            return f"image {rec['image']!r} does not open: {exc}"
+    return None
 
 
 class DatasetWriter:
     """Write episodes into a dataset folder, resumably; see the module docstring."""
 
     def __init__(self, root: str | os.PathLike[str], kinds: Sequence[str] = TASK_KINDS, seed: int = 0) -> None:
-        unknown = [k for k in kinds if k not in TASK_KINDS]
-        if unknown:
-            raise ValueError(f"unknown task kinds {unknown}; choose from {list(TASK_KINDS)}")
+        self.kinds = list(check_kinds(kinds))
         self.root = Path(root)
-        self.kinds = list(kinds)
         self.seed = seed
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
 
@@ -255,11 +299,15 @@ def write_dataset(
     return writer.finalize()
 
 
-def read_dataset(root: str | os.PathLike[str], check_images: bool = True) -> list[dict[str, Any]]:
+def read_dataset(
+    root: str | os.PathLike[str], check_images: bool = True, check_content: bool = False
+) -> list[dict[str, Any]]:
     """Read and validate a dataset folder (``data.json``, else ``*.jsonl`` shards).
 
     Raises :class:`DatasetError` naming the first bad record and its position,
-    or a duplicate id — the trainer must not silently drop samples.
+    or a duplicate id — the trainer must not silently drop samples. With
+    ``check_content``, each record's content is checked per task kind too
+    (:func:`validate_content`; slower: it opens every image).
     """
     base = Path(root)
     data = base / "data.json"
@@ -278,6 +326,8 @@ def read_dataset(root: str | os.PathLike[str], check_images: bool = True) -> lis
     seen: set[str] = set()
     for i, rec in enumerate(records):
         problem = validate_record(rec, base if check_images else None)
+        if problem is None and check_content:
+            problem = validate_content(rec, base if check_images else None)
         rid = rec.get("id") if isinstance(rec, dict) else None
         if problem is None and rid in seen:
             problem = "duplicate id"

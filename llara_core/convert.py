@@ -8,15 +8,15 @@ half-written record. ``report.json`` records, for every bag, what was produced
 or why it was skipped. With ``workers > 1`` bags are converted in parallel
 processes (each writes its own shards; the parent assembles ``data.json``).
 
-Configuration (YAML, ``--config``)::
+Configuration (YAML, ``--config``; every key is also a flag and a node parameter)::
 
     kinds: [inbc, d_inbc, localization]      # default: all eight
-    instruction: "put the block in the bowl"  # for bags without a task topic/sidecar
     workers: 2
     seed: 0
     bag:                                       # llara_core.bags.BagOptions
       topics: {image: /camera/color/image_raw, ee_pose: /ee_pose, gripper: /gripper_closed}
       camera_pose: [1.0, 0.0, 0.7, 0.0, 0.0, 0.0, 1.0]
+      instruction: "put the block in the bowl" # for bags without a task topic/sidecar
       urdf: ../urdf/llara_arm.urdf             # relative to the YAML file
       gripper_joint: finger_left_joint
       gripper_threshold: 0.026
@@ -29,69 +29,56 @@ import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llara_core.bags import BagError, BagOptions, read_episode_bag
-from llara_core.conversations import TASK_KINDS, DatasetWriter, atomic_write_json
+from llara_core.config import load_yaml, setting
+from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
+from llara_core.fileio import atomic_write_json
 
 
 @dataclass(frozen=True)
 class ConversionConfig:
-    """Everything a conversion run needs besides the bag list and the output folder."""
+    """Everything a conversion run needs besides the bag list and the output folder (``config/conversion.yaml``)."""
 
-    kinds: tuple[str, ...] = TASK_KINDS
+    kinds: tuple[str, ...] = setting(TASK_KINDS, "task kinds to generate")
     bag: BagOptions = field(default_factory=BagOptions)
-    workers: int = 1
-    seed: int = 0
+    workers: int = setting(1, "parallel processes over bags")
+    seed: int = setting(0, "seed of the prompts' paraphrases")
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.kinds) - set(TASK_KINDS))
-        if unknown:
-            raise ValueError(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}")
+        check_kinds(self.kinds)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ConversionConfig:
-        d = dict(d or {})
-        bag = dict(d.pop("bag", None) or {})
-        if "instruction" in d:
-            bag["instruction"] = d.pop("instruction")
-        known = {f.name for f in fields(cls)} - {"bag"}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise ValueError(f"unknown key(s) {bad}; top-level keys: {sorted(known | {'bag', 'instruction'})}")
-        if "kinds" in d:
-            d["kinds"] = tuple(d["kinds"])
-        return cls(bag=BagOptions.from_dict(bag), **d)
-
-    @classmethod
     def from_yaml(cls, path: str | Path) -> ConversionConfig:
-        import yaml
+        """The configuration of a YAML file (unknown keys refused; paths relative to the file)."""
+        return load_yaml(cls, path)
 
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"config {path} must be a mapping")
-        bag = data.get("bag") or {}
-        if isinstance(bag, dict) and bag.get("urdf") and not Path(bag["urdf"]).is_absolute():
-            bag["urdf"] = str((Path(path).resolve().parent / bag["urdf"]).resolve())  # relative to the file
-        try:
-            return cls.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"config {path}: {exc}") from exc
 
-    def with_overrides(self, **kw: Any) -> ConversionConfig:
-        """Command-line overrides: ``topics`` entries, BagOptions fields and top-level fields, None = keep."""
-        kw = {k: v for k, v in kw.items() if v is not None}
-        topics = kw.pop("topics", {}) or {}
-        bag_kw = {k: kw.pop(k) for k in list(kw) if k in {f.name for f in fields(BagOptions)}}
-        bag = replace(self.bag, topics=replace(self.bag.topics, **topics), **bag_kw)
-        return replace(self, bag=bag, **kw)
+@dataclass(frozen=True)
+class ConvertJob:
+    """What to convert and where (``llara convert-bags`` arguments, ``convert_bags`` node parameters)."""
+
+    bags: tuple[str, ...] = setting((), "bag folders, or folders holding bag folders", path=True)
+    out: str = setting("", "dataset folder (created, or resumed when it exists)", path=True)
+    config: str | None = setting(None, "YAML conversion config; flags and parameters override it", path=True)
+
+    def __post_init__(self) -> None:
+        if not self.bags or not self.out:
+            raise ValueError("set the bags to convert and 'out', the dataset folder")
+
+
+def expand_bags(paths: Sequence[str | Path]) -> list[Path]:
+    """Bag folders; a folder without metadata.yaml or storage files is taken as a folder of bags."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        is_bag = (p / "metadata.yaml").is_file() or any(p.glob("*.mcap")) or any(p.glob("*.db3"))
+        out.extend([p] if is_bag or not p.is_dir() else sorted(c for c in p.iterdir() if c.is_dir()))
+    return out
 
 
 def episode_id_for(bag: Path) -> str:

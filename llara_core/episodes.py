@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,12 +45,21 @@ class ObjectBox:
     def center(self) -> tuple[float, float]:
         return (self.cx, self.cy)
 
+    def contains(self, xy: tuple[float, float]) -> bool:
+        return abs(xy[0] - self.cx) <= self.w / 2 and abs(xy[1] - self.cy) <= self.h / 2
+
     @classmethod
     def from_corners(cls, name: str, x0: float, y0: float, x1: float, y1: float) -> ObjectBox:
         """Box from normalized corner coordinates (min, max), clipped to the image."""
         x0, x1 = sorted((min(max(x0, 0.0), 1.0), min(max(x1, 0.0), 1.0)))
         y0, y1 = sorted((min(max(y0, 0.0), 1.0), min(max(y1, 0.0), 1.0)))
         return cls(name, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0)
+
+
+def object_at(boxes: Sequence[ObjectBox], xy: tuple[float, float]) -> str | None:
+    """The name of the object under an image point: the smallest box holding it (a block on a pad is the block)."""
+    inside = [b for b in boxes if b.contains(xy)]
+    return min(inside, key=lambda b: (b.w * b.h, b.name)).name if inside else None
 
 
 class CameraFrame:
@@ -222,13 +231,15 @@ class Episode:
             pts = base_to_normalized(self.camera, self.camera_pose, np.stack([pick_T[:3, 3], place_T[:3, 3]]))
             pts = np.round(pts, COORD_DECIMALS) + 0.0
             dyaw = wrap_degrees(math.degrees(yaw_of(place_T) - yaw_of(pick_T)))
+            pick = (float(pts[0, 0]), float(pts[0, 1]))
+            name = names[i - 1] if i <= len(names) else object_at(self.objects_at(st.obs_frame) or [], pick)
             result.append(
                 ActionStep(
-                    pick=(float(pts[0, 0]), float(pts[0, 1])),
+                    pick=pick,
                     place=(float(pts[1, 0]), float(pts[1, 1])),
                     rotation_deg=float(round(-dyaw)) + 0.0,
                     kind=self.kind,
-                    object=names[i - 1] if i <= len(names) else None,
+                    object=name,
                     index=i,
                 )
             )

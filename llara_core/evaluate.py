@@ -16,27 +16,39 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from llara_core.actions import ActionStep
-from llara_core.episodes import ObjectBox
-from llara_core.execution import plan_step
-from llara_core.geometry import GeometryError
-
-GRASP_Z = 0.025  # m: TCP height of a grasp (the expert's; finger tips 1 cm above the table)
-LIFT_PLACE_Z = 0.03  # m: plane the place point is lifted to (centers of objects resting on a target)
-PLACE_Z = 0.035  # m: TCP height at release
+from llara_core.config import setting
+from llara_core.execution import ActionPlan, ExecutionSettings, plan_action
+from llara_core.model.runtime import Policy
 
 
-class Policy(Protocol):
-    def act(
-        self,
-        image: Any,
-        instruction: str,
-        objects: Sequence[ObjectBox] | None = None,
-        history: Sequence[ActionStep] = (),
-    ) -> Any: ...
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``llara eval`` runs: families × seeds, prompt mode, and how steps are executed."""
+
+    task_family: tuple[str, ...] = setting(("all",), "task families (l1_placement, l2_combinatorial, l3_novel, "
+                                           "multi_step) or all")  # fmt: skip
+    episodes: int = setting(100, "seeds per family")
+    first_seed: int = setting(0, "first seed (training data uses seeds >= 10000)")
+    d_inbc: bool = setting(False, "give the scene's object boxes in the prompt (D-inBC)")
+    workers: int = setting(1, "processes, each with its own model and simulator")
+    extra_steps: int = setting(1, "queries allowed beyond the task's number of steps")
+    execution: ExecutionSettings = dataclasses.field(default_factory=ExecutionSettings)
+
+    def __post_init__(self) -> None:
+        from llara_core.sim.tasks import check_families
+
+        object.__setattr__(self, "task_family", check_families(self.task_family))
+        if self.episodes < 1 or self.workers < 1 or self.extra_steps < 0:
+            raise ValueError("episodes and workers must be >= 1, extra_steps >= 0")
+
+    @property
+    def seeds(self) -> range:
+        return range(self.first_seed, self.first_seed + self.episodes)
 
 
 def run_episode(
@@ -46,17 +58,20 @@ def run_episode(
     d_inbc: bool = False,
     size: tuple[int, int] = (224, 224),
     extra_steps: int = 1,
-    refine_grasp: bool = True,
+    settings: ExecutionSettings = ExecutionSettings(),
 ) -> dict[str, Any]:
     """One closed-loop episode; returns its row (success, steps, reason, the model's answers).
 
-    ``refine_grasp``: centre the grasp on the object under the pick point
-    (:func:`llara_core.execution.plan_step`), as the action node does.
+    Each answer goes through :func:`llara_core.execution.plan_action` — the
+    action node's planner — with ``partial="first_step"``: LLaRA executes the
+    first step of an answer; an answer whose first step does not parse ends the
+    episode as a failure and moves nothing.
     """
     from llara_core.sim.env import TabletopEnv
-    from llara_core.sim.expert import MotionError, pick_place
+    from llara_core.sim.expert import execute_plan
     from llara_core.sim.robot import ArmKinematics
     from llara_core.sim.tasks import goal_status, make_task
+    from llara_core.trajectory import MotionError
 
     task = make_task(family, seed)
     kin = ArmKinematics()
@@ -72,17 +87,18 @@ def run_episode(
             out = policy.act(image, task.instruction, env.object_boxes() if d_inbc else None, history)
             answers.append(out.text)
             latencies.append(out.latency_s)
-            if not out.steps or (out.errors and out.errors[0].line <= 1):
-                reason = f"unparseable answer: {out.text!r}"
+            plan = plan_action(out.text, env.camera, env.camera_pose, settings, image=image, partial="first_step")
+            if not isinstance(plan, ActionPlan):
+                reason = (
+                    f"unparseable answer: {out.text!r}" if plan.code == "parse" else f"not executable: {plan.reason}"
+                )
                 break
-            step = out.steps[0]
             try:
-                plan = plan_step(step, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image, refine_grasp)
-                pick_place(env, kin, plan.pick, [*plan.place[:2], PLACE_Z], plan.grasp_yaw, plan.rotation)
-            except (MotionError, GeometryError) as exc:
+                execute_plan(env, kin, plan.items, settings)
+            except MotionError as exc:
                 reason = f"not executable: {exc}"
                 break
-            history.append(dataclasses.replace(step, index=len(history) + 1))
+            history.append(dataclasses.replace(plan.step, index=len(history) + 1))
             env.run_for(0.3)
             if all(goal_status(task, {o.name: env.object_pose(o.name) for o in task.scene.objects})):
                 success, reason = True, ""
@@ -95,23 +111,20 @@ _WORKER_POLICY: Policy | None = None
 
 
 def _init_worker(factory: Callable[[], Policy], workers: int) -> None:
-    """Process-pool initializer of :func:`evaluate`: GL backend, a share of the cores, one policy per process."""
+    """Process-pool initializer of :func:`evaluate`: a share of the cores, one policy per process."""
     import os
 
     import torch
 
-    from llara_core.sim import select_gl
-
     global _WORKER_POLICY
-    select_gl()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
     _WORKER_POLICY = factory()
 
 
-def _worker_episode(args: tuple[str, int, bool, bool]) -> dict[str, Any]:
-    family, seed, d_inbc, refine_grasp = args
+def _worker_episode(args: tuple[str, int, bool, int, ExecutionSettings]) -> dict[str, Any]:
+    family, seed, d_inbc, extra, settings = args
     assert _WORKER_POLICY is not None, "_init_worker did not run"
-    return run_episode(_WORKER_POLICY, family, seed, d_inbc, refine_grasp=refine_grasp)
+    return run_episode(_WORKER_POLICY, family, seed, d_inbc, extra_steps=extra, settings=settings)
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -136,14 +149,15 @@ def markdown_table(summary: dict[str, Any], title: str = "") -> str:
 
 
 def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Success rate per family as a PNG; draws on its own Agg canvas (the caller's matplotlib backend is untouched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     names = list(summary["families"])
     rates = [100 * summary["families"][n]["rate"] for n in names]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.bar(names, rates, color="#4a7fb5")
     ax.set_ylim(0, 100)
     ax.set_ylabel("success (%)")
@@ -152,7 +166,6 @@ def bar_chart(summary: dict[str, Any], path: Path, title: str) -> None:
         ax.text(i, r + 2, f"{r:.0f}", ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def evaluate(
@@ -163,8 +176,9 @@ def evaluate(
     d_inbc: bool = False,
     title: str = "closed-loop success",
     progress: bool = True,
-    refine_grasp: bool = True,
     workers: int = 1,
+    settings: ExecutionSettings = ExecutionSettings(),
+    extra_steps: int = 1,
 ) -> dict[str, Any]:
     """Run every (family, seed); write ``eval.json``, ``eval.md``, ``eval.png`` into ``out`` when given.
 
@@ -188,21 +202,21 @@ def evaluate(
         # spawn, not fork: forking a process whose torch/OpenMP threads already ran can hang the child
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(policy, workers)) as ex:
-            args = [(f, s, d_inbc, refine_grasp) for f, s in jobs]
+            args = [(f, s, d_inbc, extra_steps, settings) for f, s in jobs]
             rows = list(tqdm(ex.map(_worker_episode, args), total=len(jobs), desc="eval", unit="episode",
                              disable=not progress))  # fmt: skip
     else:
         pol: Policy = policy if loaded else policy()  # type: ignore[assignment,operator]
         rows = [
-            run_episode(pol, f, s, d_inbc, refine_grasp=refine_grasp)
+            run_episode(pol, f, s, d_inbc, extra_steps=extra_steps, settings=settings)
             for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)
         ]
     summary = summarize(rows)
     lat = sorted(x for r in rows for x in r["latency_s"])
     summary["latency_p50_s"] = lat[len(lat) // 2] if lat else None
-    result = {"summary": summary, "episodes": rows, "d_inbc": d_inbc, "refine_grasp": refine_grasp}
+    result = {"summary": summary, "episodes": rows, "d_inbc": d_inbc, "refine_grasp": settings.refine_grasp}
     if out is not None:
-        from llara_core.conversations import atomic_write_bytes, atomic_write_json
+        from llara_core.fileio import atomic_write_bytes, atomic_write_json
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,47 +1,131 @@
-"""From an action step in image coordinates to gripper poses on the table (what the action node executes).
+"""Action text -> a base-frame motion plan, or a typed refusal: one planner for the simulator, evaluation and hardware.
 
 LLaRA's action text gives a pick and a place point in the image and a
-rotation; the arm needs 3-D poses. The points are lifted through the
-calibrated camera onto horizontal planes (grasp height, place height) of the
-base frame. A parallel gripper also needs a grasp yaw, which the text does not
-carry: the hand keeps its relaxed orientation (tool x axis towards the base)
-unless the object under the pick point is elongated, in which case the
-fingers close across its short axis. The object's outline is found by the
-colour of the pick pixel (OpenCV connected components) and measured on the
-table plane, so the estimate is metric, not distorted by the oblique view.
+rotation; the arm needs 3-D poses. :func:`plan_action` takes the model's
+answer verbatim and returns either an :class:`ActionPlan` or a
+:class:`Refusal` with its reason — it never raises on any text:
+
+1. :func:`select_step` — the step to execute (LLaRA executes one step, then
+   re-queries). ``partial="refuse"`` (hardware default) executes nothing unless
+   every step parses; ``"first_step"`` (the closed-loop evaluation) executes the
+   first step when it is the first action-like line and complete. A text whose
+   first step is invalid is never executed, whatever follows.
+2. :func:`plan_step` — the points are lifted through the calibrated camera onto
+   horizontal planes of the base frame (grasp and place heights above the
+   table). A parallel gripper also needs a grasp yaw, which the text does not
+   carry: the hand keeps its relaxed orientation unless the object under the
+   pick point is elongated, in which case the fingers close across it; with
+   ``refine_grasp`` the grasp is centred on that object (its outline from the
+   image, OpenCV connected components measured on the table plane).
+3. :func:`motion_plan` — the waypoint sequence every executor runs: pre-grasp,
+   open, descend, close, lift, carry (turning by the step's rotation),
+   descend, release, retreat; tool pointing down.
+4. The refusals: a point off the table plane, a waypoint outside the
+   workspace box, IK failure (when a kinematic model is given).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.actions import ActionStep
-from llara_core.geometry import CameraModel, GeometryError, intersect_plane, normalized_to_table
+from llara_core.actions import ActionStep, ParseError, first_step, parse_actions
+from llara_core.config import setting
+from llara_core.geometry import CameraModel, GeometryError, intersect_plane, normalized_to_table, quaternion_pose
+from llara_core.kinematics import RobotKinematics, topdown_pose
+from llara_core.trajectory import MotionError, Timing, cartesian_segment, relaxed_yaw
 
+FloatArray = npt.NDArray[np.float64]
 MIN_SATURATION = 80  # OpenCV 0..255: below it a pixel is grey, grouped by RGB distance instead of hue
 ELONGATED = 1.6  # ratio of the principal axes above which the grasp follows the object's axis
+Partial = Literal["refuse", "first_step"]
 
 
 @dataclass(frozen=True)
-class StepPlan:
-    """Base-frame pick and place points, the hand yaw for the grasp, and the turn (rad, counter-clockwise)."""
+class ExecutionSettings:
+    """Heights, distances and speeds of a pick-and-place; every value is a YAML key, flag and parameter.
 
-    pick: npt.NDArray[np.float64]
-    place: npt.NDArray[np.float64]
-    grasp_yaw: float
-    rotation: float
+    Heights are of the tool centre point above ``table_height`` (base frame). The
+    defaults fit the demo arm: the demonstrations' keyframes (what the action
+    text's points are projections of) are TCP positions at ``grasp_height``
+    (pick) and about ``place_plane`` (place).
+    """
+
+    table_height: float = setting(0.0, "z of the table plane in the base frame (m)")
+    grasp_height: float = setting(0.025, "TCP height at the grasp, and the lowest the TCP may go (m above table)")
+    place_plane: float = setting(0.03, "plane the place point is lifted to (m above table)")
+    release_height: float = setting(0.035, "TCP height at release (m above table)")
+    carry_height: float = setting(0.17, "TCP height while carrying (m above table)")
+    approach: float = setting(0.10, "pre-grasp / pre-place / retreat distance above the grasp or place pose (m)")
+    release_opening: float = setting(0.032, "finger opening before a grasp and at release (m per finger)")
+    refine_grasp: bool = setting(True, "centre the grasp on the object under the pick point (image outline)")
+    yaw_offset_deg: float = setting(180.0, "tool yaw at rest relative to the direction from base to tool (deg)")
+    lin_speed: float = setting(0.30, "mean tool speed on straight segments (m/s)")
+    ang_speed: float = setting(1.5, "mean tool yaw rate (rad/s)")
+    control_dt: float = setting(0.02, "time between trajectory points (s)")
+
+    def __post_init__(self) -> None:
+        for name in ("grasp_height", "place_plane", "release_height", "approach", "release_opening"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.carry_height < max(self.grasp_height, self.release_height):
+            raise ValueError("carry_height must be at least grasp_height and release_height")
+        for name in ("lin_speed", "ang_speed", "control_dt"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.lin_speed, self.ang_speed, self.control_dt)
+
+    @property
+    def yaw_offset(self) -> float:
+        return math.radians(self.yaw_offset_deg)
+
+    def z(self, height: float) -> float:
+        """A height above the table as a base-frame z."""
+        return self.table_height + height
 
 
-def relaxed_yaw(xy: npt.ArrayLike) -> float:
-    """Hand yaw with the wrist rolls at zero: the tool x axis points from the point back to the base."""
-    p = np.asarray(xy, dtype=np.float64)
-    return math.atan2(p[1], p[0]) + math.pi
+@dataclass(frozen=True)
+class Workspace:
+    """Axis-aligned box of the base frame every waypoint must lie in (m)."""
+
+    x: tuple[float, float] = (-1.0, 1.0)
+    y: tuple[float, float] = (-1.0, 1.0)
+    z: tuple[float, float] = (-0.1, 1.0)
+
+    @classmethod
+    def from_bounds(cls, bounds: tuple[float, ...]) -> Workspace:
+        """From ``(xmin, xmax, ymin, ymax, zmin, zmax)`` (the ``workspace`` parameter)."""
+        if len(bounds) != 6 or any(bounds[i] >= bounds[i + 1] for i in (0, 2, 4)):
+            raise ValueError(f"workspace must be xmin xmax ymin ymax zmin zmax with min < max, got {bounds}")
+        return cls((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5]))
+
+    def contains(self, p: npt.ArrayLike) -> bool:
+        x, y, z = np.asarray(p, dtype=np.float64)[:3]
+        return bool(self.x[0] <= x <= self.x[1] and self.y[0] <= y <= self.y[1] and self.z[0] <= z <= self.z[1])
 
 
+# -- step selection -------------------------------------------------------------------------------
+def select_step(answer: str, partial: Partial = "refuse") -> ActionStep | ParseError:
+    """The step to execute from a model answer, or the error that forbids executing anything.
+
+    ``partial="refuse"``: every step must parse (a text with any invalid step
+    moves nothing). ``"first_step"``: only the first action-like line must be a
+    complete, valid step; later lines are the model's plan and not executed.
+    """
+    if partial == "first_step":
+        return first_step(answer)
+    res = parse_actions(answer)
+    return res.steps[0] if res.ok else res.errors[0]
+
+
+# -- lifting a step onto the table -----------------------------------------------------------------
 def nearest_yaw(angle: float, symmetry: float, preferred: float) -> float:
     """``angle + k·symmetry`` closest to ``preferred`` (rad): the equivalent hand yaw the wrist reaches easiest."""
     return angle + round((preferred - angle) / symmetry) * symmetry
@@ -51,7 +135,7 @@ def nearest_yaw(angle: float, symmetry: float, preferred: float) -> float:
 class Outline:
     """An object's blob under a pick point, measured on a table plane (base frame)."""
 
-    center: npt.NDArray[np.float64]  # (x, y) of the blob's centroid
+    center: FloatArray  # (x, y) of the blob's centroid
     yaw: float  # direction of the major axis (rad)
     ratio: float  # major / minor axis
     whole: bool  # the blob lies inside the search window (so ``center`` is the object's, not a cut-off part's)
@@ -95,8 +179,7 @@ def object_outline(
         mask = (np.minimum(dh, 180 - dh) <= hue_tol) & (hsv[..., 1] >= ref[1] / 2) & (hsv[..., 2] >= 40)
     else:  # grey or white: plain colour distance
         mask = np.linalg.norm(win.astype(np.float32) - win[cv_, cu].astype(np.float32), axis=2) < color_tol
-    mask = mask.astype(np.uint8)
-    n, labels = cv2.connectedComponents(mask, connectivity=4)
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
     label = labels[min(cv_, mask.shape[0] - 1), min(cu, mask.shape[1] - 1)]
     if n <= 1 or label == 0:
         return None
@@ -104,7 +187,10 @@ def object_outline(
     if len(us) < 8:
         return None
     whole = bool(us.min() > 0 and vs.min() > 0 and us.max() < mask.shape[1] - 1 and vs.max() < mask.shape[0] - 1)
-    rays = camera.pixel_to_ray(np.c_[us + x0, vs + y0].astype(np.float64))
+    try:
+        rays = camera.pixel_to_ray(np.c_[us + x0, vs + y0].astype(np.float64))
+    except GeometryError:
+        return None
     rays_base = rays @ T[:3, :3].T
     pts = np.array([intersect_plane(T[:3, 3], d, [0, 0, plane_z], [0, 0, 1])[:2] for d in rays_base])
     mean = pts.mean(axis=0)
@@ -114,35 +200,208 @@ def object_outline(
     return Outline(mean, math.atan2(major[1], major[0]), ratio, whole)
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """Base-frame pick and place points, the hand yaw for the grasp, and the turn (rad, counter-clockwise)."""
+
+    pick: FloatArray
+    place: FloatArray
+    grasp_yaw: float
+    rotation: float
+
+
 def plan_step(
     step: ActionStep,
     camera: CameraModel,
     base_T_cam: npt.ArrayLike,
-    grasp_z: float,
-    place_z: float,
+    settings: ExecutionSettings = ExecutionSettings(),
     image: npt.NDArray[np.uint8] | None = None,
-    refine_grasp: bool = True,
 ) -> StepPlan:
     """Lift a parsed step to base-frame points and choose the grasp yaw (see the module docstring).
-
-    With ``refine_grasp`` the grasp is centred on the object the pick point lies
-    on (the centroid of its blob, when the whole blob is in view): a parallel
-    gripper needs the object between its fingers, whereas LLaRA's suction cup
-    only needs the point to be on the object — this gives the fingers that same
-    tolerance. A pick point off every object is executed as it is.
 
     Raises :class:`~llara_core.geometry.GeometryError` when a point's ray misses
     the plane (e.g. a point above the horizon): such a step must not move the arm.
     """
+    grasp_z, place_z = settings.z(settings.grasp_height), settings.z(settings.place_plane)
     pick = normalized_to_table(camera, base_T_cam, step.pick, grasp_z)
     place = normalized_to_table(camera, base_T_cam, step.place, place_z)
-    yaw = relaxed_yaw(pick[:2])
+    yaw = relaxed_yaw(pick[:2], settings.yaw_offset)
     if image is not None:
         outline = object_outline(image, camera, base_T_cam, step.pick, grasp_z)
         if outline is not None:
-            if refine_grasp and outline.whole:
+            if settings.refine_grasp and outline.whole:
                 pick = np.array([*outline.center, grasp_z])
-                yaw = relaxed_yaw(pick[:2])
+                yaw = relaxed_yaw(pick[:2], settings.yaw_offset)
             if outline.ratio >= ELONGATED:
                 yaw = nearest_yaw(outline.yaw, math.pi, yaw)  # tool x along the long axis
     return StepPlan(pick, place, yaw, -math.radians(step.rotation_deg))
+
+
+# -- the waypoint sequence -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Motion:
+    """Move the tool in a straight line to ``pose`` (4×4, base frame, tool down)."""
+
+    label: str
+    pose: FloatArray
+
+
+@dataclass(frozen=True)
+class Gripper:
+    """Close the gripper, or open it to ``opening`` (m per finger)."""
+
+    label: str
+    closed: bool
+    opening: float | None = None
+
+
+PlanItem = Motion | Gripper
+
+
+def motion_plan(
+    pick: npt.ArrayLike,
+    place: npt.ArrayLike,
+    yaw: float,
+    rotation: float,
+    settings: ExecutionSettings = ExecutionSettings(),
+    half_width: float = 0.02,
+) -> tuple[PlanItem, ...]:
+    """The pick-and-place every executor runs: grasp at ``pick`` with hand yaw ``yaw``, release at ``place``.
+
+    ``rotation`` (rad, counter-clockwise in the base frame) turns the object on
+    the way; ``half_width`` of the object sets the opening before the grasp.
+    Neither point goes below ``grasp_height`` above the table.
+    """
+    floor = settings.z(settings.grasp_height)
+    p = np.asarray(pick, dtype=np.float64).copy()
+    q = np.asarray(place, dtype=np.float64).copy()
+    p[2], q[2] = max(p[2], floor), max(q[2], floor)
+    carry = settings.z(settings.carry_height)
+    opening = max(half_width + 0.015, settings.release_opening)
+    turned = yaw + rotation
+    return (
+        Motion("pre_grasp", topdown_pose([*p[:2], max(carry, p[2] + settings.approach)], yaw)),
+        Gripper("open", False, opening),
+        Motion("grasp", topdown_pose(p, yaw)),
+        Gripper("close", True),
+        Motion("lift", topdown_pose([*p[:2], carry], yaw)),
+        Motion("pre_place", topdown_pose([*q[:2], carry], turned)),
+        Motion("place", topdown_pose(q, turned)),
+        Gripper("release", False, opening),
+        Motion("retreat", topdown_pose([*q[:2], q[2] + settings.approach], turned)),
+    )
+
+
+# -- the whole planning path -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Refusal:
+    """Why nothing may move: ``code`` for programs, ``reason`` for people."""
+
+    code: Literal["parse", "geometry", "workspace", "kinematics", "input"]
+    reason: str
+    ok: Literal[False] = False
+
+
+@dataclass(frozen=True)
+class JointSegment:
+    """A straight tool segment as a joint trajectory: times from its start (s), positions (N, joints)."""
+
+    label: str
+    times: FloatArray
+    positions: FloatArray
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """The executable plan of one step: the motion items and, with a kinematic model, their joint trajectories."""
+
+    step: ActionStep
+    lifted: StepPlan
+    items: tuple[PlanItem, ...]
+    joints: tuple[JointSegment | Gripper, ...] = field(default=())
+    ok: Literal[True] = True
+
+    @property
+    def poses(self) -> list[FloatArray]:
+        return [it.pose for it in self.items if isinstance(it, Motion)]
+
+    def to_json(self) -> dict[str, object]:
+        """``{"waypoints": [[x, y, z, qx, qy, qz, qw], …], "gripper": [...]}`` (``llara plan`` output)."""
+        return {
+            "waypoints": [[round(v, 6) for v in quaternion_pose(p)] for p in self.poses],
+            "labels": [it.label for it in self.items if isinstance(it, Motion)],
+            "gripper": [
+                {
+                    "after": sum(isinstance(x, Motion) for x in self.items[:i]),
+                    "closed": it.closed,
+                    "opening": it.opening,
+                }
+                for i, it in enumerate(self.items)
+                if isinstance(it, Gripper)
+            ],
+            "step": {"pick": list(self.step.pick), "place": list(self.step.place), "rotation": self.step.rotation_deg},
+        }
+
+
+def joint_plan(
+    kin: RobotKinematics, q0: npt.ArrayLike, items: tuple[PlanItem, ...], settings: ExecutionSettings
+) -> tuple[JointSegment | Gripper, ...]:
+    """Every motion of ``items`` as joint segments from ``q0`` (IK and limits checked); MotionError if not."""
+    q = np.asarray(q0, dtype=np.float64)
+    pose = kin.fk(q)
+    out: list[JointSegment | Gripper] = []
+    for it in items:
+        if isinstance(it, Gripper):
+            out.append(it)
+            continue
+        times, Q = cartesian_segment(kin, q, pose, it.pose, settings.timing, settings.yaw_offset)
+        out.append(JointSegment(it.label, times, Q))
+        q, pose = Q[-1], it.pose
+    return tuple(out)
+
+
+def plan_action(
+    answer: str,
+    camera: CameraModel | None,
+    base_T_cam: npt.ArrayLike | None,
+    settings: ExecutionSettings = ExecutionSettings(),
+    *,
+    image: npt.NDArray[np.uint8] | None = None,
+    workspace: Workspace | None = None,
+    kinematics: RobotKinematics | None = None,
+    q0: npt.ArrayLike | None = None,
+    partial: Partial = "refuse",
+    half_width: float = 0.02,
+) -> ActionPlan | Refusal:
+    """The model's answer -> the plan of its step, or why nothing may move. Never raises on any text.
+
+    With ``kinematics`` (and the current joints ``q0``, else its home), every
+    motion is solved into joint segments, so an unreachable pose is refused
+    before anything moves.
+    """
+    if camera is None:
+        return Refusal("input", "no camera_info received yet (or camera_info_file not set)")
+    if base_T_cam is None:
+        return Refusal("input", "no camera pose: set camera_pose or publish the base -> camera transform")
+    step = select_step(answer, partial) if isinstance(answer, str) else None
+    if not isinstance(step, ActionStep):
+        why = str(step) if step is not None else f"expected the answer as text, got {type(answer).__name__}"
+        return Refusal("parse", f"answer not executable: {why}")
+    try:
+        lifted = plan_step(step, camera, base_T_cam, settings, image)
+    except (GeometryError, ValueError) as exc:
+        return Refusal("geometry", f"cannot lift {step.pick} / {step.place} onto the table: {exc}")
+    release = [*lifted.place[:2], settings.z(settings.release_height)]
+    items = motion_plan(lifted.pick, release, lifted.grasp_yaw, lifted.rotation, settings, half_width)
+    ws = workspace or Workspace()
+    for it in items:
+        if isinstance(it, Motion) and not ws.contains(it.pose[:3, 3]):
+            p = np.round(it.pose[:3, 3], 3).tolist()
+            return Refusal("workspace", f"{it.label} at {p} is outside the workspace x{ws.x} y{ws.y} z{ws.z}")
+    joints: tuple[JointSegment | Gripper, ...] = ()
+    if kinematics is not None:
+        try:
+            joints = joint_plan(kinematics, kinematics.home if q0 is None else q0, items, settings)
+        except MotionError as exc:
+            return Refusal("kinematics", f"not reachable: {exc}")
+    return ActionPlan(step, lifted, items, joints)

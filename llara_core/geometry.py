@@ -16,19 +16,27 @@ trips are exact to floating point.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from llara_core.errors import LlaraError
+
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
+
+#: REP 105 robot base frame and the camera's optical frame (REP 103: z forward, x right, y down): the
+#: defaults of every configuration that names a frame (bags, action node, simulator).
+BASE_FRAME = "base_link"
+CAMERA_FRAME = "camera_color_optical_frame"
 
 SUPPORTED_DISTORTION = frozenset({"plumb_bob", "rational_polynomial", "", "none"})  # OpenCV coefficient order
 
 
-class GeometryError(ValueError):
+class GeometryError(LlaraError, ValueError):
     """Base class: a geometric question that has no valid answer for these inputs."""
 
 
@@ -271,6 +279,37 @@ def pose_msg_to_matrix(pose: object) -> FloatArray:
     """Any object shaped like geometry_msgs/Pose (rclpy or rosbags message) -> 4×4 transform."""
     p, q = pose.position, pose.orientation  # type: ignore[attr-defined]
     return pose_to_matrix([p.x, p.y, p.z], [q.x, q.y, q.z, q.w])
+
+
+def quaternion_pose(T: ArrayLike) -> tuple[float, ...]:
+    """4×4 -> (x, y, z, qx, qy, qz, qw): the form of ``camera_pose`` settings and of ``llara plan`` waypoints."""
+    M = np.asarray(T, dtype=np.float64)
+    q = matrix_to_quaternion(M[:3, :3])
+    return (*(float(v) for v in M[:3, 3]), *(float(v) for v in q))
+
+
+def chain_transform(edges: Sequence[tuple[str, str, FloatArray]], parent: str, child: str) -> FloatArray | None:
+    """parent_T_child through a tree of (parent, child, parent_T_child) transforms (tf), walked in either direction.
+
+    Leading slashes of frame names are ignored (tf2 does the same). None when
+    the two frames are not connected.
+    """
+    graph: dict[str, list[tuple[str, FloatArray]]] = {}
+    for p, c, T in edges:
+        graph.setdefault(p.lstrip("/"), []).append((c.lstrip("/"), T))
+        graph.setdefault(c.lstrip("/"), []).append((p.lstrip("/"), invert_transform(T)))
+    parent, child = parent.lstrip("/"), child.lstrip("/")
+    todo: deque[tuple[str, FloatArray]] = deque([(parent, np.eye(4))])
+    seen = {parent}
+    while todo:
+        frame, T = todo.popleft()
+        if frame == child:
+            return T
+        for nxt, E in graph.get(frame, []):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append((nxt, T @ E))
+    return None
 
 
 def yaw_of(T: ArrayLike) -> float:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from llara_core.errors import LlaraError
+
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[str, int]] = {
     "rgb8": ("uint8", 3),
@@ -26,7 +28,7 @@ ENCODINGS: dict[str, tuple[str, int]] = {
 }
 
 
-class ImageEncodingError(ValueError):
+class ImageEncodingError(LlaraError, ValueError):
     """The buffer cannot be read as an image (unsupported encoding, size mismatch, …)."""
 
 
@@ -80,3 +82,8 @@ def encode_compressed(rgb: npt.NDArray[np.uint8], fmt: str = "png") -> bytes:
     if not ok:
         raise ImageEncodingError(f"cannot encode an image of shape {rgb.shape} as {fmt}")
     return buf.tobytes()
+
+
+def encode_png(image: npt.NDArray[np.uint8]) -> bytes:
+    """RGB uint8 image -> PNG bytes (lossless; ImageEncodingError if OpenCV cannot encode it)."""
+    return encode_compressed(image, "png")

@@ -15,16 +15,68 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llara_core.bags import Storage, typestore, write_sidecar
+from llara_core.bags import BagTopics, Storage, typestore, write_sidecar
+from llara_core.config import check_choices, setting
+from llara_core.errors import LlaraError
+
+#: The message type each topic of the bag contract carries (the first one where several are accepted), and
+#: what conversion needs instead when it cannot be recorded (its message package is not installed).
+CONTRACT_TYPES: dict[str, tuple[str, str]] = {
+    "image": ("sensor_msgs/msg/Image", "nothing: the camera is required"),
+    "camera_info": ("sensor_msgs/msg/CameraInfo", "nothing: the intrinsics are required"),
+    "ee_pose": ("geometry_msgs/msg/PoseStamped", "'urdf' and joint_states for forward kinematics"),
+    "joint_states": ("sensor_msgs/msg/JointState", "ee_pose and a gripper topic"),
+    "gripper": ("std_msgs/msg/Bool", "'gripper_joint' in joint_states"),
+    "task": ("std_msgs/msg/String", "the instruction in llara_episode.yaml (the recorder's 'task' parameter)"),
+    "tf_static": ("tf2_msgs/msg/TFMessage", "'camera_pose' (x y z qx qy qz qw) in the conversion config"),
+    "detections": ("vision_msgs/msg/Detection2DArray", "boxes.json in the bag folder, or D-inBC is skipped"),
+}
+DEFAULT_TOPICS: tuple[str, ...] = tuple(getattr(BagTopics(), f.name) for f in fields(BagTopics))
 
 
-class RecordingError(RuntimeError):
+class RecordingError(LlaraError, RuntimeError):
     """The recording cannot start or a topic cannot be recorded (the message says why)."""
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """recorder_node's parameters (``config/recorder.yaml``)."""
+
+    output_dir: str = setting("llara_episodes", "folder that receives one bag folder per episode", path=True)
+    storage: Storage = setting("mcap", "rosbag2 storage")
+    topics: tuple[str, ...] = setting(DEFAULT_TOPICS, "topics to record (types are discovered from the graph)")
+    episode_prefix: str = setting("episode", "bag folder name prefix")
+    task: str = setting("", "instruction of the next episodes (the task topic overrides it)")
+    checkpoint_s: float = setting(0.5, "seconds between flushes to disk (what a killed recorder keeps)")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not self.topics or any(not t.startswith("/") for t in self.topics):
+            raise ValueError(f"topics must be a non-empty list of absolute topic names, got {list(self.topics)}")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.episode_prefix):
+            raise ValueError(f"episode_prefix {self.episode_prefix!r} must be a file-name-safe word")
+        if self.checkpoint_s <= 0:
+            raise ValueError("checkpoint_s must be > 0")
+
+
+def unrecordable(topics: tuple[str, ...], importable: Any, bag_topics: BagTopics = BagTopics()) -> list[str]:
+    """One line per configured contract topic whose message package ``importable(pkg)`` says is missing here."""
+    lines = []
+    for f in fields(BagTopics):
+        topic = getattr(bag_topics, f.name)
+        msgtype, instead = CONTRACT_TYPES[f.name]
+        pkg = msgtype.split("/")[0]
+        if topic in topics and not importable(pkg):
+            lines.append(
+                f"cannot record {topic} ({msgtype}): Python package {pkg} is not installed here (source a ROS 2 "
+                f"workspace that has it, e.g. ros-<distro>-{pkg.replace('_', '-')}); convert_bags then needs {instead}"
+            )
+    return lines
 
 
 @dataclass

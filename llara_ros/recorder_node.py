@@ -14,53 +14,39 @@ is. Topics that do not exist yet are picked up as they appear.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from llara_core.bags import BagTopics
-from llara_core.recording import EpisodeRecorder, RecordingError
-
-DEFAULT_TOPICS = [t for t in vars(BagTopics()).values()]
-
-
-def message_class(msgtype: str) -> Any:
-    """'sensor_msgs/msg/Image' -> the rclpy message class (ImportError names the missing package)."""
-    pkg, kind, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+from llara_core.errors import LlaraError
+from llara_core.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
+from llara_ros.messages import message_class, package_available
+from llara_ros.params import declare_config, read_config
 
 
 class RecorderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder_node", **kwargs)
-
-        def param(name: str, default: Any, text: str) -> Any:
-            return self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
-
-        out = param("output_dir", "llara_episodes", "folder that receives one bag folder per episode")
-        storage = param("storage", "mcap", "rosbag2 storage: mcap (default) or sqlite3")
-        topics = param("topics", DEFAULT_TOPICS, "topics to record (types are discovered from the graph)")
-        prefix = param("episode_prefix", "episode", "bag folder name prefix")
-        self._instruction = param("task", "", "instruction of the next episodes (the task topic overrides it)")
-        checkpoint = param("checkpoint_s", 0.5, "seconds between flushes to disk (what a killed recorder keeps)")
-        if not topics or any(not t.startswith("/") for t in topics):
-            raise ValueError(f"topics must be a non-empty list of absolute topic names, got {topics}")
-        self.recorder = EpisodeRecorder(out, storage, prefix, float(checkpoint))  # validates storage/prefix
-        self.topics = list(dict.fromkeys(topics))
+        declare_config(self, RecorderConfig)
+        cfg = read_config(self, RecorderConfig)  # ConfigError (a ValueError) names a bad parameter
+        self.config = cfg
+        self._instruction = cfg.task
+        self.recorder = EpisodeRecorder(cfg.output_dir, cfg.storage, cfg.episode_prefix, cfg.checkpoint_s)
+        self.topics = list(dict.fromkeys(cfg.topics))
+        for line in unrecordable(cfg.topics, package_available):
+            self.get_logger().warning(line)
         self._subs: dict[str, Any] = {}
         self.create_subscription(String, "task", self._on_task, 10)
         self.create_service(Trigger, "~/start_episode", self._start)
         self.create_service(Trigger, "~/stop_episode", self._stop)
         self.create_service(SetBool, "~/mark_episode", self._mark)
         self.create_timer(0.5, self._discover)
-        self.get_logger().info(f"recording {self.topics} into {self.recorder.output_dir} ({storage})")
+        self.get_logger().info(f"recording {self.topics} into {self.recorder.output_dir} ({cfg.storage})")
 
     # -- services ------------------------------------------------------------------------------
     def _start(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
@@ -150,7 +136,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = RecorderNode()
-    except (ValueError, RecordingError) as exc:
+    except (ValueError, LlaraError) as exc:
         print(f"recorder_node: invalid parameters: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -71,8 +71,8 @@ def main() -> int:
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
 
-    from llara_core.conversations import atomic_write_json
     from llara_core.evaluate import evaluate
+    from llara_core.fileio import atomic_write_json
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.train import TrainConfig, train
     from llara_core.sim.demos import generate_demos
@@ -183,7 +183,8 @@ def _grounded_base(
 
 def _subset(src: Path, dst: Path, keep: Callable[[str], bool]) -> None:
     """A dataset folder with only the records of the episodes ``keep`` accepts (images linked, not copied)."""
-    from llara_core.conversations import atomic_write_json, read_dataset
+    from llara_core.conversations import read_dataset
+    from llara_core.fileio import atomic_write_json
 
     dst.mkdir(parents=True, exist_ok=True)
     recs = [r for r in read_dataset(src) if keep(r["id"].split("/")[0])]
@@ -196,7 +197,7 @@ def _subset(src: Path, dst: Path, keep: Callable[[str], bool]) -> None:
 
 
 def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]) -> None:
-    from llara_core.conversations import atomic_write_bytes, atomic_write_json
+    from llara_core.fileio import atomic_write_bytes, atomic_write_json
 
     docs.mkdir(parents=True, exist_ok=True)
     atomic_write_json(docs / "ablation.json", {"args": vars(a), "results": results})

@@ -89,8 +89,8 @@ def main() -> int:
 
     from safetensors import safe_open
 
-    from llara_core.conversations import atomic_write_bytes
     from llara_core.evaluate import evaluate, markdown_table
+    from llara_core.fileio import atomic_write_bytes
     from llara_core.model.data import parse_mix
     from llara_core.model.pretrain_vision import has_pretrained_tower, tiny_with_pretrained_tower
     from llara_core.model.runtime import VLMPolicy

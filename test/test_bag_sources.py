@@ -153,7 +153,7 @@ def test_camera_pose_through_a_tf_chain_or_from_the_config(episodes, tmp_path):
 
 def test_instruction_and_operator_flag_from_the_sidecar(episodes, tmp_path):
     ep = episodes[0]
-    bag = write_episode_bag(ep, tmp_path / "b", topics=BagTopics(task="/unused_task"))
+    bag = write_episode_bag(ep, tmp_path / "b", options=BagOptions(topics=BagTopics(task="/unused_task")))
     opts = BagOptions(topics=BagTopics(task="/not_in_bag"))
     with pytest.raises(BagError, match="no instruction"):
         read_episode_bag(bag, opts)
@@ -216,15 +216,16 @@ def test_config_file_flags_and_workers(episodes, tmp_path):
     assert [r for r in two if r["task"] == "inbc"] == one  # the flag overrode the file; workers change nothing
     cfg.write_text("kinds: [inbc]\nbag:\n  gripper_treshold: 0.02\n")
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad")], capture_output=True, text=True)
-    assert bad.returncode == 1 and "gripper_treshold" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and "gripper_treshold" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_bags_without_ros_bag_record_naming_convert_by_topic_flags(episodes, tmp_path):
     """A bag recorded with other topic names converts when the flags name them."""
     topics = BagTopics(image="/cam/rgb", camera_info="/cam/info", ee_pose="/robot/tcp", gripper="/robot/grip")
-    bag = write_episode_bag(episodes[0], tmp_path / "named", topics=topics)
+    bag = write_episode_bag(episodes[0], tmp_path / "named", options=BagOptions(topics=topics))
     out = tmp_path / "ds"
-    flags = ["--image", "/cam/rgb", "--camera-info", "/cam/info", "--ee-pose", "/robot/tcp", "--gripper", "/robot/grip"]
+    flags = ["--bag.topics.image", "/cam/rgb", "--bag.topics.camera-info", "/cam/info",
+             "--bag.topics.ee-pose", "/robot/tcp", "--bag.topics.gripper", "/robot/grip"]  # fmt: skip
     r = subprocess.run([sys.executable, "-m", "llara_core.cli", "convert-bags", str(bag), "--out", str(out), *flags],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr

@@ -7,12 +7,14 @@ import dataclasses
 import numpy as np
 
 from llara_core.actions import ActionStep
-from llara_core.evaluate import GRASP_Z, LIFT_PLACE_Z
-from llara_core.execution import object_outline, plan_step
+from llara_core.execution import ExecutionSettings, object_outline, plan_step
 from llara_core.geometry import base_to_normalized
-from llara_core.sim import select_gl  # noqa: F401  (chooses the GL backend before mujoco is imported)
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.tasks import make_task
+
+SETTINGS = ExecutionSettings()
+RAW = ExecutionSettings(refine_grasp=False)
+GRASP_Z = SETTINGS.grasp_height
 
 
 def _scene(seed: int = 3):
@@ -31,8 +33,8 @@ def test_refined_grasp_lands_on_the_object_centre_from_an_off_centre_point():
         step = ActionStep((float(top[0]), float(top[1])), (0.5, 0.6), 0.0, object=obj.name)
         for dx, dy in ((0.012, 0.0), (-0.012, 0.008), (0.0, -0.01)):  # still on the object, ~1-2 cm off its centre
             off = dataclasses.replace(step, pick=(step.pick[0] + dx, step.pick[1] + dy))
-            raw = plan_step(off, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image, refine_grasp=False)
-            ref = plan_step(off, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image)
+            raw = plan_step(off, env.camera, env.camera_pose, RAW, image)
+            ref = plan_step(off, env.camera, env.camera_pose, SETTINGS, image)
             assert np.linalg.norm(ref.pick[:2] - center[:2]) < 0.006, (dx, dy)
             assert np.linalg.norm(raw.pick[:2] - center[:2]) > np.linalg.norm(ref.pick[:2] - center[:2])
             assert ref.pick[2] == GRASP_Z and np.allclose(ref.place, raw.place)
@@ -43,8 +45,8 @@ def test_a_point_off_every_object_is_executed_as_it_is():
     with env:
         image = env.render()
         step = ActionStep((0.5, 0.02), (0.5, 0.6), 0.0, object="nothing")  # the far table edge / background
-        ref = plan_step(step, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image)
-        raw = plan_step(step, env.camera, env.camera_pose, GRASP_Z, LIFT_PLACE_Z, image, refine_grasp=False)
+        ref = plan_step(step, env.camera, env.camera_pose, SETTINGS, image)
+        raw = plan_step(step, env.camera, env.camera_pose, RAW, image)
         assert np.allclose(ref.pick, raw.pick)
         outline = object_outline(image, env.camera, env.camera_pose, (0.5, 0.02), GRASP_Z)
         assert outline is None or not outline.whole

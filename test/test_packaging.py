@@ -100,17 +100,16 @@ def test_cli_parse_and_help():
 
 
 @pytest.mark.timeout(120)
-def test_demo_runs_end_to_end_and_reports_missing_stages(tmp_path):
+def test_library_demo_runs_every_offline_stage(tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "llara_core.cli", "demo", "--episodes", "1", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
     assert res.returncode == 0, res.stderr
-    assert "DEMO INCOMPLETE" in res.stdout and "MISSING" in res.stdout
+    assert "4. bag-converted records equal the simulator's" in res.stdout  # prompts and answers, text included
     mm = float(res.stdout.split("positions: max ")[1].split(" mm")[0])
     assert mm < 2.0  # 3-decimal quantization of a 224x224 view of the table bounds the error at ~1 mm
-    assert float(res.stdout.split("coordinate difference ")[1].split()[0]) <= 0.01
     assert (tmp_path / "actions.png").stat().st_size > 1000
     assert "7. the shipped model" in res.stdout and (tmp_path / "eval" / "eval.json").is_file()
     assert (tmp_path / "prediction.png").stat().st_size > 1000
@@ -138,5 +137,5 @@ def test_convert_bags_rejects_unknown_task_kind_before_touching_anything(tmp_pat
         capture_output=True,
         text=True,
     )
-    assert res.returncode == 1 and "unknown task kinds ['bogus']" in res.stderr
+    assert res.returncode == 2 and "unknown task kinds ['bogus']" in res.stderr
     assert not (tmp_path / "ds").exists()

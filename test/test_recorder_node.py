@@ -188,7 +188,7 @@ def test_recorder_rejects_invalid_parameters(tmp_path):
     cmd = [sys.executable, "-m", "llara_ros.recorder_node", "--ros-args", "-p", "storage:=zip", "-p",
            f"output_dir:={tmp_path}"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "storage must be mcap or sqlite3" in r.stderr
+    assert r.returncode == 2 and "storage: 'zip' is not one of mcap, sqlite3" in r.stderr
 
 
 def test_shipped_configs_are_valid(tmp_path):

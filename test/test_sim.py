@@ -14,7 +14,6 @@ import pytest
 from llara_core.bags import read_episode_bag
 from llara_core.conversations import read_dataset
 from llara_core.geometry import base_to_normalized, yaw_of
-from llara_core.sim import select_gl  # noqa: F401  (chooses the GL backend before mujoco is imported)
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import MotionError, grasp_yaw, move_to, pick_place, run_expert
 from llara_core.sim.robot import ARM_JOINTS, HOME_Q, ArmKinematics, IKError, topdown_pose, urdf_path
@@ -283,7 +282,7 @@ def test_sim_render_draws_truth_and_prediction(tmp_path):
     r = subprocess.run(
         [*base, "--predicted", "Step 1: Pick up the object at <b>(1.5, 0.5)</b>"], capture_output=True, text=True
     )
-    assert r.returncode == 1 and "does not parse" in r.stderr
+    assert r.returncode == 2 and "does not parse" in r.stderr  # a usage error: the argument is bad
 
 
 @pytest.mark.slow

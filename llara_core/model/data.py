@@ -46,17 +46,13 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
 
     Raises ValueError for a kind that is not a task kind.
     """
-    from llara_core.conversations import TASK_KINDS
+    from llara_core.config import parse_mapping
+    from llara_core.conversations import check_kinds
 
     if not text:
         return None
-    out = {}
-    for part in text.split(","):
-        kind, _, ratio = part.partition("=")
-        out[kind.strip()] = float(ratio) if ratio else 1.0
-    unknown = sorted(set(out) - set(TASK_KINDS))
-    if unknown:
-        raise ValueError(f"unknown task kinds {unknown}; choose from {', '.join(TASK_KINDS)}")
+    out = parse_mapping(text)
+    check_kinds(list(out))
     return out
 
 
@@ -92,15 +88,17 @@ def split_by_episode(
     records: Sequence[dict[str, Any]], val_fraction: float, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Train/validation split by episode (the id prefix before '/'), so no episode leaks into both."""
-    episodes = sorted({r["id"].split("/")[0] for r in records})
+    from llara_core.conversations import record_episode
+
+    episodes = sorted({record_episode(r["id"]) for r in records})
     rng = random.Random(seed)
     rng.shuffle(episodes)
     n_val = round(len(episodes) * val_fraction) if val_fraction > 0 else 0
     if val_fraction > 0 and len(episodes) > 1:
         n_val = max(1, min(n_val, len(episodes) - 1))
     val_eps = set(episodes[:n_val])
-    train = [r for r in records if r["id"].split("/")[0] not in val_eps]
-    val = [r for r in records if r["id"].split("/")[0] in val_eps]
+    train = [r for r in records if record_episode(r["id"]) not in val_eps]
+    val = [r for r in records if record_episode(r["id"]) in val_eps]
     return train, val
 
 

@@ -26,10 +26,13 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from llara_core.config import setting
 
 if TYPE_CHECKING:
     from llara_core.model.tiny import TinySpec
@@ -40,6 +43,7 @@ OBJECT_RE = re.compile(
 # (value index in (cx, cy, w, h), decimal place 1..3) of every digit head
 DIGITS = ((0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (3, 1), (3, 2))
 
+MIN_STEPS = 3  # OneCycleLR needs a warm-up and a decay phase of a step or more
 VISION_DONE = "vision_pretrained.json"  # the tower's figures, in the model folder, written when pretraining ends
 Box = tuple[str, float, float, float, float]  # name, cx, cy, w, h (normalized)
 BoxSample = tuple[Any, list[Box]]  # image (path or HxWx3 uint8 array), its boxes
@@ -111,6 +115,24 @@ def _pixels(processor: Any, image: Any) -> Any:
         return processor.image_processor(im.convert("RGB"), return_tensors="pt")["pixel_values"][0]
 
 
+@dataclass(frozen=True)
+class PretrainVisionConfig:
+    """``llara pretrain-vision``'s settings."""
+
+    steps: int = setting(1500, "optimizer steps")
+    batch_size: int = setting(32, "images per step")
+    lr: float = setting(2e-3, "peak learning rate (one-cycle schedule)")
+    seed: int = setting(0, "seed of the weights of the heads and of the sampling")
+    scenes: int = setting(0, "also render this many fresh sim layouts per training family (no expert needed)")
+    scene_seed: int = setting(200000, "first layout seed (keep away from evaluation seeds)")
+
+    def __post_init__(self) -> None:
+        if self.steps < MIN_STEPS:
+            raise ValueError(f"steps must be at least {MIN_STEPS} (the schedule warms up first), got {self.steps}")
+        if self.batch_size < 1 or self.lr <= 0 or self.scenes < 0:
+            raise ValueError("batch_size must be >= 1, lr > 0 and scenes >= 0")
+
+
 def pretrain_vision_tower(
     model_dir: str | Path,
     datasets: Sequence[str | Path] = (),
@@ -130,11 +152,16 @@ def pretrain_vision_tower(
     from tqdm import tqdm
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    if steps < MIN_STEPS:
+        raise ValueError(f"steps must be at least {MIN_STEPS} (the schedule warms up first), got {steps}")
     torch.manual_seed(seed)
     model_dir = Path(model_dir)
     samples = box_samples(datasets) + list(extra_samples)
-    if not samples:
-        raise ValueError("no object boxes: give datasets with 'detection' records, or rendered scenes")
+    if len(samples) < 2:
+        raise ValueError(
+            f"{len(samples)} images with object boxes: need at least 2 (one is held out); give datasets with "
+            "'detection' records, or rendered scenes"
+        )
     processor = AutoProcessor.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, local_files_only=True, use_safetensors=True)
     tower = model.model.vision_tower
@@ -151,11 +178,14 @@ def pretrain_vision_tower(
     labels = [dense_targets(objs, g, colors, shapes) for _, objs in samples]
     C = torch.from_numpy(np.stack([c for c, _ in labels]))
     D = torch.from_numpy(np.stack([d for _, d in labels]))
-    n_val = min(200, len(samples) // 20)
+    n_val = max(1, min(200, len(samples) // 20))  # held out: never scored on images it trained on
     n_train = len(samples) - n_val
     params = list(tower.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    # OneCycleLR divides by (pct_start * steps - 1) and by the decay phase's length: keep both >= half a step
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=steps, pct_start=max(0.05 * steps, 1.5) / steps
+    )
     wc, ws = torch.ones(nc), torch.ones(ns)
     wc[0] = ws[0] = 0.2  # most patches hold no object
     ce = torch.nn.functional.cross_entropy
@@ -187,7 +217,7 @@ def pretrain_vision_tower(
         history.append(float(loss.detach()))
     tower.eval()
     with torch.no_grad():
-        idx = torch.arange(n_train, len(samples)) if n_val else torch.arange(min(len(samples), 64))
+        idx = torch.arange(n_train, len(samples))
         color, shape, digits, _ = heads(idx)
         c, d = C[idx], D[idx]
         on = c[..., 1] > 0
@@ -231,7 +261,7 @@ def tiny_with_pretrained_tower(
     a finished tower and a re-run resumes instead of starting over. Returns the
     pretraining figures.
     """
-    from llara_core.conversations import atomic_write_json
+    from llara_core.fileio import atomic_write_json
     from llara_core.model.tiny import TinySpec, build_tiny_model
 
     path = Path(path)

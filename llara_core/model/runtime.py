@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,25 @@ class PolicyOutput:
     @property
     def ok(self) -> bool:
         return bool(self.steps) and not self.errors
+
+
+class Policy(Protocol):
+    """What the closed loop needs of a model backend (local :class:`VLMPolicy`, or a remote one).
+
+    The evaluation, ``llara predict`` and the policy node call only this, so a
+    backend plugs in without touching them. ``objects`` switches to the D-inBC
+    prompt; ``history`` holds the steps already executed (LLaRA's "You have
+    finished"). A backend never raises on a bad answer: the text is returned
+    and the parse errors are in the output.
+    """
+
+    def act(
+        self,
+        image: npt.NDArray[np.uint8],
+        instruction: str,
+        objects: Sequence[ObjectBox] | None = None,
+        history: Sequence[ActionStep] = (),
+    ) -> PolicyOutput: ...
 
 
 def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]:

@@ -18,7 +18,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-IMAGE_TOKEN = "<image>"
+from llara_core.config import setting
+from llara_core.prompts import IMAGE_TOKEN
+
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
 # LLaVA-1.5's conversation format ("USER: … ASSISTANT: …</s>") as a chat template the processor applies, with
 # one change: the image comes *after* the text of the turn. Causal attention lets a token see only what precedes
@@ -47,15 +49,21 @@ class TinySpec:
     shape, and the language model's sequence is a third of what 224/16 gives.
     """
 
-    image_size: int = 160
-    patch_size: int = 16
-    vision_hidden: int = 128
-    vision_layers: int = 4
-    text_hidden: int = 256
-    text_layers: int = 4
-    heads: int = 4
-    vocab_size: int = 2048
-    max_positions: int = 1024
+    image_size: int = setting(160, "input image size of the vision tower (px, square)")
+    patch_size: int = setting(16, "vision patch size (px)")
+    vision_hidden: int = setting(128, "vision tower width")
+    vision_layers: int = setting(4, "vision tower layers")
+    text_hidden: int = setting(256, "language model width")
+    text_layers: int = setting(4, "language model layers")
+    heads: int = setting(4, "attention heads (both towers)")
+    vocab_size: int = setting(2048, "tokenizer vocabulary size")
+    max_positions: int = setting(1024, "longest token sequence")
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+        if min(self.vision_hidden, self.text_hidden) % self.heads:
+            raise ValueError("the widths must be multiples of heads")
 
 
 NAME_RE = re.compile(r"<p>([^<]+)</p>")

@@ -22,11 +22,12 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from llara_core.config import check_choices, setting, to_dict
 from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
 
 # The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
@@ -37,41 +38,65 @@ PROJECTORS = ("multi_modal_projector", "connector", "merger")
 VISION_TOWERS = ("vision_tower", "vision_model", "visual")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """What ``llara train`` exposes. ``mix`` maps task kind -> ratio to the number of demonstration steps."""
+    """What ``llara train`` exposes (flags, YAML keys): schedule, mixture, adapters, precision, checkpoints."""
 
-    epochs: float = 3.0
-    max_steps: int = -1
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-3
-    warmup_ratio: float = 0.03
-    # "cosine", or "wsd": warmup, constant, then a cosine decay over the last ``decay_ratio`` of the steps.
+    epochs: float = setting(3.0, "passes over the (mixed) training records")
+    max_steps: int = setting(-1, "optimizer steps; overrides epochs when > 0")
+    batch_size: int = setting(8, "examples per device and step")
+    grad_accum: int = setting(1, "steps whose gradients are accumulated before an update")
+    lr: float = setting(1e-3, "peak learning rate")
+    warmup_ratio: float = setting(0.03, "share of the steps spent warming the rate up")
     # The tiny model finds the named object late; a cosine schedule has already lowered the rate by then.
-    schedule: str = "cosine"
-    decay_ratio: float = 0.2
-    weight_decay: float = 0.0
-    mix: dict[str, float] | None = None
-    val_fraction: float = 0.05
-    lora: bool | None = None  # None: LoRA unless the base is a tiny model built by this project
-    lora_r: int = 16
-    lora_alpha: int = 32
-    freeze_vision: bool = False  # keep a pretrained vision tower as it is (LLaVA's stage 2 does)
-    # Batches of similar length (the Trainer's length-grouped sampler): less padding, but each batch is then
-    # mostly one task kind. Off by default: the one run with it (also at batch 8) stalled at loss 0.92 where
-    # random batches of 16 were at 0.74 after the same samples; which of the two changes did it is untested.
-    group_by_length: bool = False
-    cache_mb: float = 2048  # encoded examples kept in memory up to this many MB of pixels (ConversationDataset)
-    save_steps: int = 200
-    eval_steps: int = 200
-    logging_steps: int = 10
-    seed: int = 0
-    bf16: bool = False
-    fp16: bool = False
-    resume: bool = False
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    schedule: Literal["cosine", "wsd"] = setting(
+        "cosine", "learning rate: cosine decay, or wsd (warmup, constant, cosine decay over the last decay_ratio)"
+    )
+    decay_ratio: float = setting(0.2, "wsd: share of the steps spent decaying")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    mix: dict[str, float] | None = setting(
+        None,
+        "task kinds and their ratio to the number of demonstration steps, e.g. inbc=1,localization=0.5 "
+        "(kinds not named are dropped; unset: the dataset as it is)",
+    )
+    val_fraction: float = setting(0.05, "share of the episodes held out for validation")
+    lora: bool | None = setting(
+        None,
+        "LoRA adapters on the language model's attention (unset: LoRA for pretrained bases, full "
+        "finetuning for tiny models built by this project, whose random weights adapters cannot teach)",
+    )
+    lora_r: int = setting(16, "LoRA rank")
+    lora_alpha: int = setting(32, "LoRA scaling")
+    freeze_vision: bool = setting(False, "keep the vision tower as it is (e.g. after pretrain-vision; LLaVA stage 2)")
+    # Off by default: the one run with it (also at batch 8) stalled at loss 0.92 where random batches of 16 were at
+    # 0.74 after the same samples; which of the two changes did it is untested.
+    group_by_length: bool = setting(False, "batches of similar length (less padding, but each batch mostly one kind)")
+    cache_mb: float = setting(2048.0, "encoded examples kept in memory up to this many MB of pixels")
+    save_steps: int = setting(200, "steps between checkpoints in OUT/checkpoints")
+    eval_steps: int = setting(200, "steps between validation losses")
+    logging_steps: int = setting(10, "steps between log lines")
+    seed: int = setting(0, "seed of the split, the mixture, the shuffling and the weights")
+    bf16: bool = setting(False, "bfloat16 autocast (GPUs; CPUs with AMX or AVX512-BF16)")
+    fp16: bool = setting(False, "float16 autocast (GPUs)")
+    resume: bool = setting(False, "continue from the newest checkpoint in OUT/checkpoints")
+    progress: bool = setting(True, "progress bars")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if not 0 < self.decay_ratio <= 1:
+            raise ValueError(f"decay_ratio must be in (0, 1], not {self.decay_ratio}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), not {self.val_fraction}")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1 or self.eval_steps < 1:
+            raise ValueError("batch_size, grad_accum, save_steps and eval_steps must be >= 1")
+        if self.lr <= 0 or self.epochs <= 0:
+            raise ValueError("lr and epochs must be > 0")
+        if self.bf16 and self.fp16:
+            raise ValueError("choose bf16 or fp16, not both")
+        if self.mix is not None:
+            from llara_core.conversations import check_kinds
+
+            check_kinds(list(self.mix))
 
 
 def bf16_is_fast() -> bool:
@@ -133,10 +158,6 @@ def train(
     from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments, set_seed
 
     cfg = config or TrainConfig()
-    if cfg.schedule not in ("cosine", "wsd"):
-        raise ValueError(f"schedule must be 'cosine' or 'wsd', not {cfg.schedule!r}")
-    if not 0 < cfg.decay_ratio <= 1:
-        raise ValueError(f"decay_ratio must be in (0, 1], not {cfg.decay_ratio}")
     set_seed(cfg.seed)
     base, out = Path(base_model), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +247,7 @@ def train(
         "resumed_from": resume_from,
         "train_loss": result.training_loss,
         "seconds": seconds,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
+        "config": {k: v for k, v in to_dict(cfg).items() if k != "progress"},
         "log": [e for e in trainer.state.log_history if "loss" in e or "eval_loss" in e],
     }
     if val_ds:
@@ -241,7 +262,7 @@ def train(
             (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
 
     _atomic_save(out, save)
-    from llara_core.conversations import atomic_write_json
+    from llara_core.fileio import atomic_write_json
 
     atomic_write_json(out / "train_metrics.json", metrics)
     return metrics

@@ -3,7 +3,9 @@
 It stands in for camera + arm so the whole loop — demonstrations, conversion,
 training, closed-loop evaluation — runs without a robot or a GPU.
 Rendering is offscreen on the CPU: EGL (Mesa) by default, OSMesa when EGL is
-absent; set ``MUJOCO_GL`` yourself to override.
+absent; set ``MUJOCO_GL`` yourself to override. The choice is made when a
+simulator is created (:func:`select_gl` before MuJoCo is first imported), not
+when this package is imported: importing it changes no process state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,3 @@ def select_gl() -> str:
     if os.environ["MUJOCO_GL"] == "egl":
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     return os.environ["MUJOCO_GL"]
-
-
-select_gl()  # importing the simulator means rendering offscreen: decide before anything imports mujoco

@@ -11,19 +11,42 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llara_core.bags import Storage, write_episode_bag
-from llara_core.conversations import TASK_KINDS, DatasetWriter, atomic_write_json
+from llara_core.config import check_choices, setting
+from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
+from llara_core.fileio import atomic_write_json
 from llara_core.sim.env import DEFAULT_SIZE, TabletopEnv
 from llara_core.sim.expert import run_expert
 from llara_core.sim.robot import ArmKinematics
-from llara_core.sim.tasks import FAMILIES, make_task
+from llara_core.sim.tasks import check_families, episode_id, make_task
 
 
-def episode_id(family: str, seed: int) -> str:
-    return f"{family}-{seed:06d}"
+@dataclass(frozen=True)
+class DemosConfig:
+    """``llara sim-demos``: which demonstrations to run and what to write."""
+
+    out: str = setting("", "dataset folder (created, or resumed when it exists)", path=True)
+    task_family: tuple[str, ...] = setting(("l1_placement",), "task families, or all")
+    episodes: int = setting(10, "episodes (seeds) per family")
+    seed: int = setting(0, "first seed")
+    kinds: tuple[str, ...] = setting(TASK_KINDS, "task kinds to write")
+    bags: str | None = setting(None, "also write each episode as a rosbag2 into this folder", path=True)
+    storage: Storage = setting("mcap", "bag storage")
+    image_size: tuple[int, ...] = setting(DEFAULT_SIZE, "camera image width and height (px)", length=2)
+    record_hz: float = setting(10.0, "camera/state recording rate in sim time (Hz)")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        object.__setattr__(self, "task_family", check_families(self.task_family))
+        check_kinds(self.kinds)
+        if not self.out:
+            raise ValueError("set out, the dataset folder")
+        if self.episodes < 1 or self.record_hz <= 0 or not all(16 <= v <= 2048 for v in self.image_size):
+            raise ValueError("episodes must be >= 1, record_hz > 0 and the image 16..2048 px")
 
 
 def write_bag_atomic(episode: Any, path: Path, storage: Storage) -> Path:
@@ -57,9 +80,7 @@ def generate_demos(
     """
     from tqdm import tqdm
 
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise ValueError(f"unknown task families {unknown}; choose from {', '.join(FAMILIES)}")
+    families = check_families(families)
     writer = DatasetWriter(out, kinds, seed)
     bag_root = Path(bags) if bags else None
     kin = ArmKinematics()

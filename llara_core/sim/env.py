@@ -76,6 +76,7 @@ class TabletopEnv:
         self.handling: str | None = None  # the object the arm may touch now
         self.collisions: list[Collision] = []
         self._recording = False
+        self._traj: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int, int] | None = None
         self._next_record = 0.0
         self.frames: list[CameraFrame] = []
         self.states: list[RobotState] = []
@@ -85,6 +86,7 @@ class TabletopEnv:
     def reset(self) -> None:
         mj = self._mj
         mj.mj_resetData(self.model, self.data)
+        self._traj = None
         self.data.qpos[self._arm_qadr] = HOME_Q
         self.data.qpos[self._finger_qadr] = FINGER_OPEN
         self.data.ctrl[self._arm_act] = HOME_Q
@@ -161,7 +163,16 @@ class TabletopEnv:
 
     # -- stepping and control ------------------------------------------------------------------
     def _step(self) -> None:
+        traj = self._traj
+        if traj is not None:  # the active joint trajectory sets the servo targets, point by point
+            tt, PP, k, n = traj
+            k += 1
+            now = k * self.model.opt.timestep
+            self.data.ctrl[self._arm_act] = [np.interp(now, tt, PP[:, j]) for j in range(PP.shape[1])]
+            self._traj = None if k >= n else (tt, PP, k, n)
         self._mj.mj_step(self.model, self.data)
+        if traj is not None and self._traj is None:
+            self.data.ctrl[self._arm_act] = traj[1][-1]  # the last point is held
         if self._recording and self.data.time + 1e-9 >= self._next_record:
             self.snapshot()
             self._check_contacts()
@@ -170,44 +181,64 @@ class TabletopEnv:
             self._check_contacts()
 
     def run_for(self, seconds: float) -> None:
-        """Advance the physics with the current commands."""
+        """Advance the physics by ``seconds`` with the current commands (the active trajectory keeps playing)."""
         for _ in range(max(1, round(seconds / self.model.opt.timestep))):
             self._step()
 
-    def execute(self, times: npt.ArrayLike, positions: npt.ArrayLike, settle_s: float = 0.15) -> float:
-        """Follow a joint trajectory (times from now, s; positions (N, 6)) with the arm's position servos.
+    def step(self, seconds: float) -> None:
+        """Advance by ``seconds`` (0 steps when less than one physics step): what a real-time loop calls."""
+        for _ in range(round(seconds / self.model.opt.timestep)):
+            self._step()
 
-        Positions are interpolated linearly at the physics rate; afterwards the
-        servos hold the last point for ``settle_s``. Returns the sim time it took.
+    @property
+    def moving(self) -> bool:
+        """Whether a commanded joint trajectory is still playing."""
+        return self._traj is not None
+
+    def command_trajectory(self, times: npt.ArrayLike, positions: npt.ArrayLike) -> float:
+        """Start following a joint trajectory (times from now, s; positions (N, 6)) without blocking.
+
+        As ros2_control's joint_trajectory_controller does: the trajectory
+        starts from the current joint positions, replaces any trajectory still
+        playing, and its last point is held. Positions are interpolated linearly
+        at the physics rate. Returns its duration; ValueError for a malformed
+        trajectory (nothing is commanded then).
         """
         t = np.asarray(times, dtype=np.float64)
         P = np.asarray(positions, dtype=np.float64)
-        if P.ndim != 2 or P.shape[1] != len(ARM_JOINTS) or len(t) != len(P):
+        if P.ndim != 2 or P.shape[1] != len(ARM_JOINTS) or len(t) != len(P) or len(t) == 0:
             raise ValueError(
                 f"trajectory must be N times and (N, {len(ARM_JOINTS)}) positions, got {t.shape}, {P.shape}"
             )
-        if len(t) > 1 and np.any(np.diff(t) <= 0):
-            raise ValueError("trajectory times must increase strictly")
-        if not np.all(np.isfinite(P)):
-            raise ValueError("trajectory positions must be finite")
+        if np.any(t < 0) or (len(t) > 1 and np.any(np.diff(t) <= 0)):
+            raise ValueError("trajectory times must be >= 0 and increase strictly")
+        if not np.all(np.isfinite(P)) or not np.all(np.isfinite(t)):
+            raise ValueError("trajectory times and positions must be finite")
         lo, hi = self._arm_range
         if np.any(P < lo - 1e-6) or np.any(P > hi + 1e-6):
             raise ValueError("trajectory leaves the joint limits")
-        t0, dt = self.time, self.model.opt.timestep
-        start = self.q
         tt = np.concatenate([[0.0], t]) if t[0] > 0 else t
-        PP = np.vstack([start, P]) if t[0] > 0 else P
-        n = round(tt[-1] / dt)
-        for k in range(1, n + 1):
-            now = k * dt
-            self.data.ctrl[self._arm_act] = [np.interp(now, tt, PP[:, j]) for j in range(PP.shape[1])]
-            self._step()
-        self.data.ctrl[self._arm_act] = PP[-1]
+        PP = np.vstack([self.q, P]) if t[0] > 0 else P
+        n = max(1, round(tt[-1] / self.model.opt.timestep))
+        self._traj = (tt, PP, 0, n)
+        return float(tt[-1])
+
+    def stop_motion(self) -> None:
+        """Hold the current joint positions (cancels the trajectory): what an emergency stop commands."""
+        self._traj = None
+        self.data.ctrl[self._arm_act] = self.q
+
+    def execute(self, times: npt.ArrayLike, positions: npt.ArrayLike, settle_s: float = 0.15) -> float:
+        """Follow a joint trajectory to its end, then hold the last point for ``settle_s``; returns the sim time."""
+        t0 = self.time
+        self.command_trajectory(times, positions)
+        assert self._traj is not None
+        self.run_for(self._traj[3] * self.model.opt.timestep)
         self.run_for(settle_s)
         return self.time - t0
 
-    def set_gripper(self, closed: bool, opening: float | None = None, wait_s: float = 0.4) -> None:
-        """Close (squeeze with the actuators' force limit) or open to ``opening`` per finger (m).
+    def command_gripper(self, closed: bool, opening: float | None = None) -> None:
+        """Close (squeeze with the actuators' force limit) or open to ``opening`` per finger (m); non-blocking.
 
         A snapshot is taken at the moment of the command: the recorded state's
         gripper flag changes exactly at the pose where the grasp or release happens.
@@ -217,6 +248,10 @@ class TabletopEnv:
         self.data.ctrl[self._finger_act] = target
         if self._recording:
             self.snapshot()
+
+    def set_gripper(self, closed: bool, opening: float | None = None, wait_s: float = 0.4) -> None:
+        """:meth:`command_gripper`, then let the fingers move for ``wait_s``."""
+        self.command_gripper(closed, opening)
         self.run_for(wait_s)
 
     def fingers_touch(self, name: str) -> bool:

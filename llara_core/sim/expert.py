@@ -21,30 +21,21 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import Episode
-from llara_core.execution import nearest_yaw, relaxed_yaw
+from llara_core.execution import ExecutionSettings, Gripper, PlanItem, motion_plan, nearest_yaw
 from llara_core.geometry import wrap_degrees, yaw_of
 from llara_core.sim.env import TabletopEnv
-from llara_core.sim.robot import ArmKinematics, IKError, topdown_pose
+from llara_core.sim.robot import ArmKinematics
 from llara_core.sim.scene import GRASP_HALF_WIDTH, GRASP_SYMMETRY, OBJECT_HEIGHT, TARGET_TOP
-from llara_core.sim.tasks import Task, goal_status, make_task
+from llara_core.sim.tasks import Task, episode_id, goal_status, make_task
+from llara_core.trajectory import MotionError, cartesian_segment, relaxed_yaw
 
-CARRY_Z = 0.17  # m, TCP height while carrying (object bottom clears the bowl wall by ~10 cm)
-APPROACH = 0.10  # m, pre-grasp / pre-place height above the grasp / place point
-MIN_GRASP_Z = 0.025  # m, lowest TCP height (finger tips 1 cm above the table)
-LIN_SPEED = 0.30  # m/s mean TCP speed of a segment
-ANG_SPEED = 1.5  # rad/s mean yaw rate
-# Per-finger opening (m) before a grasp and at release: never below this, so that a finger-position
-# threshold (e.g. 0.026 m with 4 mm hysteresis) tells open from closed on any object (closed <= 0.022 m).
-RELEASE_OPENING = 0.032
-CONTROL_DT = 0.02  # s between IK waypoints (50 Hz)
+EXPERT = ExecutionSettings()  # the demonstrations' heights and speeds: what the shipped model learned from
 # Multi-step tasks place objects side by side along the target's x axis, this far from its center (m):
 # wide enough that a bar (8 cm) and a block never touch, and that the fingers, closing across the line,
 # never touch the object placed before.
 MULTI_SLOT = 0.0375
-
-
-class MotionError(RuntimeError):
-    """A motion could not be planned or did not do what it should (the message says which)."""
+# Seconds the fingers get after each gripper command of the plan.
+GRIPPER_WAIT_S = {"open": 0.2, "close": 0.4, "release": 0.3}
 
 
 @dataclass
@@ -59,50 +50,34 @@ class ExpertResult:
     goals: list[bool] = field(default_factory=list)
 
 
-def _min_jerk(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return 10 * s**3 - 15 * s**4 + 6 * s**5
-
-
-def plan_line(
-    kin: ArmKinematics, q0: npt.ArrayLike, T0: npt.ArrayLike, T1: npt.ArrayLike
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Joint trajectory (times from now, positions (N, 6)) moving the TCP along a straight line.
-
-    Position moves linearly and yaw turns the short way, both on a minimum-jerk
-    profile; every waypoint is solved by IK warm-started from the previous one
-    (so the arm stays on one branch). Raises :class:`MotionError` if any
-    waypoint is unreachable.
-    """
-    A, B = np.asarray(T0), np.asarray(T1)
-    dp = B[:3, 3] - A[:3, 3]
-    # Yaw is interpolated relative to the arm's relaxed wrist yaw at each point, which tracks joint6: the
-    # short way in base-frame yaw can be the long way for the wrist (and run it into its limit).
-    rel0 = math.radians(wrap_degrees(math.degrees(yaw_of(A) - relaxed_yaw(A[:3, 3]))))
-    rel1 = math.radians(wrap_degrees(math.degrees(yaw_of(B) - relaxed_yaw(B[:3, 3]))))
-    duration = max(0.4, float(np.linalg.norm(dp)) / LIN_SPEED, abs(rel1 - rel0) / ANG_SPEED)
-    n = max(2, math.ceil(duration / CONTROL_DT))
-    times = np.linspace(duration / n, duration, n)
-    s = _min_jerk(times / duration)
-    q = np.asarray(q0, dtype=np.float64)
-    out = np.empty((n, 6))
-    for i, si in enumerate(s):
-        p = A[:3, 3] + si * dp
-        T = topdown_pose(p, relaxed_yaw(p) + rel0 + si * (rel1 - rel0))
-        try:
-            q = kin.ik(T, q).q
-        except IKError as exc:
-            raise MotionError(f"unreachable waypoint {np.round(T[:3, 3], 3).tolist()}: {exc}") from exc
-        out[i] = q
-    if np.max(np.abs(np.diff(np.vstack([q0, out]), axis=0))) > 0.25:
-        raise MotionError("IK jumped between branches on a straight segment")
-    return times, out
-
-
-def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike) -> None:
+def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike, settings: ExecutionSettings = EXPERT) -> None:
     """Move the TCP from its commanded pose to ``target`` (top-down pose) along a straight line."""
     q0 = env.commanded_q
-    times, Q = plan_line(kin, q0, kin.fk(q0), target)
+    times, Q = cartesian_segment(kin, q0, kin.fk(q0), target, settings.timing, settings.yaw_offset)
     env.execute(times, Q)
+
+
+def execute_plan(
+    env: TabletopEnv,
+    kin: ArmKinematics,
+    items: tuple[PlanItem, ...],
+    settings: ExecutionSettings = EXPERT,
+    obj: str | None = None,
+) -> None:
+    """Run a :func:`~llara_core.execution.motion_plan` in the simulator (blocking); MotionError if unreachable.
+
+    ``obj`` names the object the fingers may touch between opening and
+    retreat (collision bookkeeping).
+    """
+    env.handling = None
+    for it in items:
+        if isinstance(it, Gripper):
+            env.set_gripper(it.closed, opening=it.opening, wait_s=GRIPPER_WAIT_S.get(it.label, 0.3))
+            if it.label == "open":
+                env.handling = obj
+        else:
+            move_to(env, kin, it.pose, settings)
+    env.handling = None
 
 
 def grasp_yaw(obj_yaw: float, shape: str, xy: npt.ArrayLike) -> float:
@@ -119,29 +94,16 @@ def pick_place(
     rotation: float = 0.0,
     half_width: float = 0.02,
     obj: str | None = None,
+    settings: ExecutionSettings = EXPERT,
 ) -> None:
     """One LLaRA action step: grasp at ``pick_xyz`` with hand yaw ``yaw``, release at ``place_xyz``.
 
     ``rotation`` (rad, counter-clockwise in the base frame) turns the object on
-    the way. ``obj`` names the object the fingers may touch (collision
-    bookkeeping). Raises :class:`MotionError` on an unreachable pose.
+    the way. The waypoints are :func:`~llara_core.execution.motion_plan`'s, the
+    ones the action node sends to a real arm. Raises :class:`MotionError` on an
+    unreachable pose.
     """
-    pick = np.asarray(pick_xyz, dtype=np.float64).copy()
-    place = np.asarray(place_xyz, dtype=np.float64).copy()
-    pick[2] = max(pick[2], MIN_GRASP_Z)
-    place[2] = max(place[2], MIN_GRASP_Z)
-    env.handling = None
-    move_to(env, kin, topdown_pose([*pick[:2], max(CARRY_Z, pick[2] + APPROACH)], yaw))
-    env.set_gripper(False, opening=max(half_width + 0.015, RELEASE_OPENING), wait_s=0.2)
-    env.handling = obj
-    move_to(env, kin, topdown_pose(pick, yaw))
-    env.set_gripper(True)
-    move_to(env, kin, topdown_pose([*pick[:2], CARRY_Z], yaw))
-    move_to(env, kin, topdown_pose([*place[:2], CARRY_Z], yaw + rotation))
-    move_to(env, kin, topdown_pose(place, yaw + rotation))
-    env.set_gripper(False, opening=max(half_width + 0.015, RELEASE_OPENING), wait_s=0.3)
-    move_to(env, kin, topdown_pose([*place[:2], place[2] + APPROACH], yaw + rotation))
-    env.handling = None
+    execute_plan(env, kin, motion_plan(pick_xyz, place_xyz, yaw, rotation, settings, half_width), settings, obj)
 
 
 def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, record: bool = True) -> ExpertResult:
@@ -190,7 +152,7 @@ def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, r
     episode = None
     if record and env.render_enabled:
         episode = env.episode(
-            f"{task.family}-{task.seed:06d}",
+            episode_id(task.family, task.seed),
             task.instruction,
             family=task.family,
             level=task.level,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,24 @@ FAMILIES: dict[str, str] = {
     "multi_step": "L1",
 }
 TRAIN_FAMILIES: tuple[str, ...] = ("l1_placement", "multi_step")
+
+
+def episode_id(family: str, seed: int) -> str:
+    """The id of the demonstration of ``family`` at ``seed`` (names its dataset shard and its bag)."""
+    return f"{family}-{seed:06d}"
+
+
+def check_families(families: str | Sequence[str]) -> tuple[str, ...]:
+    """Task families from a list or a comma-separated string, ``all`` for every family; ValueError for unknown ones."""
+    names = [f.strip() for f in (families.split(",") if isinstance(families, str) else families) if f.strip()]
+    if names == ["all"]:
+        return tuple(FAMILIES)
+    unknown = sorted(set(names) - set(FAMILIES))
+    if unknown or not names:
+        raise ValueError(f"unknown task families {unknown or names}; choose from {', '.join(FAMILIES)} or all")
+    return tuple(names)
+
+
 _VERBS = {
     "bowl": ("put {o} into the bowl", "place {o} in the bowl"),
     "pad": ("put {o} onto the pad", "place {o} on the pad"),

@@ -1,0 +1,221 @@
+"""Kinematics of any URDF arm with Pinocchio: forward kinematics, damped-least-squares IK, joint limits.
+
+One class serves the simulator's arm, the action node on a lab's arm (its
+``robot_description``) and bag conversion (end-effector poses from
+``joint_states``). The arm is named by a base link, a tip link (the tool
+frame the poses refer to) and, optionally, its joints; every other joint of
+the URDF (fingers, a mobile base, a torso) is locked in place, so a Panda,
+a UR5 or a robot with a gripper on a rail all reduce to the same question.
+
+IK is damped least squares on SE(3) (Pinocchio's log map and frame Jacobian),
+each iterate clamped to the URDF joint limits, with a trust region that keeps
+the solution on the branch of the start configuration — the usual dependable
+solver for 6- and 7-DOF arms. It raises :class:`IKError` with the residual
+when the pose is not reached: nothing returns a wrong configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from llara_core.errors import LlaraError
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class KinematicsError(LlaraError, ValueError):
+    """The robot model cannot serve the request: unknown frame or joint, missing joint values."""
+
+
+class IKError(LlaraError, RuntimeError):
+    """The pose cannot be reached within the joint limits (message gives the residual)."""
+
+
+@dataclass(frozen=True)
+class IKResult:
+    q: FloatArray
+    pos_err: float
+    rot_err: float
+    iterations: int
+
+
+def _build_model(urdf: str | Path | None, robot_description: str | None) -> object:
+    import pinocchio as pin
+
+    if robot_description is not None:
+        return pin.buildModelFromXML(robot_description)
+    if urdf is None:
+        raise KinematicsError("give a URDF path or a robot_description string")
+    if not Path(urdf).is_file():
+        raise KinematicsError(f"URDF {urdf} does not exist")
+    return pin.buildModelFromUrdf(str(urdf))
+
+
+class RobotKinematics:
+    """FK/IK of ``tip_link`` in ``base_link`` over the arm's joints; other joints locked at ``locked`` (or 0)."""
+
+    def __init__(
+        self,
+        urdf: str | Path | None = None,
+        *,
+        robot_description: str | None = None,
+        base_link: str,
+        tip_link: str,
+        joints: Sequence[str] | None = None,
+        locked: Mapping[str, float] | None = None,
+        home: Sequence[float] | None = None,
+    ) -> None:
+        import pinocchio as pin
+
+        self._pin = pin
+        full = _build_model(urdf, robot_description)
+        self.full_model = full
+        for link in (base_link, tip_link):
+            if not full.existFrame(link):  # type: ignore[attr-defined]
+                frames = sorted({f.name for f in full.frames})  # type: ignore[attr-defined]
+                raise KinematicsError(f"frame {link!r} is not in the robot model; frames: {frames}")
+        self.base_link, self.tip_link = base_link, tip_link
+        chain = self._chain(full, tip_link)
+        all_joints = [full.names[j] for j in range(1, full.njoints)]  # type: ignore[attr-defined]
+        wanted = list(joints) if joints is not None else [n for n in all_joints if n in chain]
+        unknown = [n for n in wanted if n not in all_joints]
+        if unknown:
+            raise KinematicsError(f"joints {unknown} are not in the robot model; joints: {all_joints}")
+        q_lock = pin.neutral(full)
+        for name, value in (locked or {}).items():
+            if name not in all_joints:
+                raise KinematicsError(f"locked joint {name!r} is not in the robot model")
+            q_lock[full.joints[full.getJointId(name)].idx_q] = value  # type: ignore[attr-defined]
+        lock_ids = [full.getJointId(n) for n in all_joints if n not in wanted]  # type: ignore[attr-defined]
+        self.model = pin.buildReducedModel(full, lock_ids, q_lock) if lock_ids else full
+        self.joint_names: tuple[str, ...] = tuple(self.model.names[i] for i in range(1, self.model.njoints))
+        self.data = self.model.createData()
+        self._base_id = self.model.getFrameId(base_link)
+        self._tip_id = self.model.getFrameId(tip_link)
+        self.lower = np.array(self.model.lowerPositionLimit, dtype=np.float64)
+        self.upper = np.array(self.model.upperPositionLimit, dtype=np.float64)
+        self.velocity_limits = np.array(self.model.velocityLimit, dtype=np.float64)
+        if home is not None and len(home) != len(self.joint_names):
+            raise KinematicsError(f"home has {len(home)} values for joints {self.joint_names}")
+        self.home = np.clip(
+            np.asarray(home, dtype=np.float64) if home is not None else (self.lower + self.upper) / 2,
+            self.lower,
+            self.upper,
+        )
+
+    @staticmethod
+    def _chain(model: object, frame: str) -> set[str]:
+        """Names of the joints that move ``frame``."""
+        names = set()
+        j = model.frames[model.getFrameId(frame)].parentJoint  # type: ignore[attr-defined]
+        while j > 0:
+            names.add(model.names[j])  # type: ignore[attr-defined]
+            j = model.parents[j]  # type: ignore[attr-defined]
+        return names
+
+    # -- forward kinematics --------------------------------------------------------------------
+    def _forward(self, q: npt.ArrayLike) -> None:
+        self._pin.framesForwardKinematics(self.model, self.data, np.asarray(q, dtype=np.float64))
+
+    def fk(self, q: npt.ArrayLike) -> FloatArray:
+        """Tip pose (4×4) in the base link for joint values ``q`` (in :attr:`joint_names` order)."""
+        self._forward(q)
+        return np.array((self.data.oMf[self._base_id].inverse() * self.data.oMf[self._tip_id]).homogeneous)
+
+    def frame_pose(self, frame: str, q: npt.ArrayLike | None = None) -> FloatArray:
+        """Any frame's pose (4×4) in the base link, e.g. a fixed camera's optical frame."""
+        if not self.model.existFrame(frame):
+            raise KinematicsError(f"frame {frame!r} is not in the robot model")
+        self._forward(self.home if q is None else q)
+        fid = self.model.getFrameId(frame)
+        return np.array((self.data.oMf[self._base_id].inverse() * self.data.oMf[fid]).homogeneous)
+
+    def fk_named(self, names: Sequence[str], positions: Iterable[float]) -> FloatArray:
+        """Tip pose from a JointState's names and positions (extra joints ignored, missing arm joints refused)."""
+        values = dict(zip(names, positions, strict=False))
+        missing = [n for n in self.joint_names if n not in values]
+        if missing:
+            raise KinematicsError(f"joint_states lacks joints {missing} needed for forward kinematics")
+        return self.fk([values[n] for n in self.joint_names])
+
+    def within_limits(self, q: npt.ArrayLike, tol: float = 1e-6) -> bool:
+        a = np.asarray(q, dtype=np.float64)
+        return bool(np.all(a >= self.lower - tol) and np.all(a <= self.upper + tol))
+
+    # -- inverse kinematics --------------------------------------------------------------------
+    def ik(
+        self,
+        target: npt.ArrayLike,
+        q0: npt.ArrayLike | None = None,
+        tol_pos: float = 5e-4,
+        tol_rot: float = 5e-3,
+        max_iter: int = 200,
+        damping: float = 1e-3,
+    ) -> IKResult:
+        """Damped least-squares IK for a 4×4 tip pose in the base link, starting from ``q0`` (home if None)."""
+        pin = self._pin
+        q = np.clip(np.array(self.home if q0 is None else q0, dtype=np.float64), self.lower, self.upper)
+        self._forward(q)
+        goal = self.data.oMf[self._base_id] * pin.SE3(np.asarray(target, dtype=np.float64))
+        err = np.full(6, np.inf)
+        for it in range(1, max_iter + 1):
+            self._forward(q)
+            err = pin.log6(self.data.oMf[self._tip_id].actInv(goal)).vector  # in the tip frame
+            if np.linalg.norm(err[:3]) < tol_pos and np.linalg.norm(err[3:]) < tol_rot:
+                return IKResult(q, float(np.linalg.norm(err[:3])), float(np.linalg.norm(err[3:])), it)
+            J = pin.computeFrameJacobian(self.model, self.data, q, self._tip_id, pin.ReferenceFrame.LOCAL)
+            dq = J.T @ np.linalg.solve(J @ J.T + damping * np.eye(6), err)
+            step = np.linalg.norm(dq)
+            if step > 0.5:  # trust region: keeps the iterate on the same branch
+                dq *= 0.5 / step
+            q = np.clip(pin.integrate(self.model, q, dq), self.lower, self.upper)
+        raise IKError(
+            f"IK did not converge: position error {1000 * np.linalg.norm(err[:3]):.1f} mm, "
+            f"rotation error {math.degrees(np.linalg.norm(err[3:])):.1f} deg after {max_iter} iterations"
+        )
+
+
+def topdown_pose(position: npt.ArrayLike, yaw: float) -> FloatArray:
+    """Tool pose with the tool z axis pointing down and the tool x axis at ``yaw`` (rad) in the base frame.
+
+    The fingers of a parallel gripper close along the tool y axis, i.e. across
+    the direction ``yaw + 90°`` (REP 103 tool frames: z out of the flange).
+    """
+    c, s = math.cos(yaw), math.sin(yaw)
+    T = np.eye(4)
+    T[:3, 0] = (c, s, 0.0)
+    T[:3, 1] = (s, -c, 0.0)
+    T[:3, 2] = (0.0, 0.0, -1.0)
+    T[:3, 3] = np.asarray(position, dtype=np.float64)
+    return T
+
+
+class GripperFilter:
+    """Numeric gripper signal (finger position, command value) -> closed/open with a threshold and hysteresis.
+
+    Closed below ``threshold - hysteresis/2``, open again above
+    ``threshold + hysteresis/2`` (``closed_below=False`` flips the direction), so
+    a signal that hovers at the threshold does not chatter.
+    """
+
+    def __init__(self, threshold: float, hysteresis: float = 0.0, closed_below: bool = True) -> None:
+        self.lo, self.hi = threshold - hysteresis / 2, threshold + hysteresis / 2
+        self.closed_below = closed_below
+        self.state: bool | None = None
+
+    def __call__(self, value: float) -> bool:
+        v = value if self.closed_below else -value
+        lo, hi = (self.lo, self.hi) if self.closed_below else (-self.hi, -self.lo)
+        if self.state is None:
+            self.state = v < (lo + hi) / 2
+        elif self.state and v > hi:
+            self.state = False
+        elif not self.state and v < lo:
+            self.state = True
+        return self.state
