@@ -51,6 +51,8 @@ ablation: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check llara_core llara_ros test scripts setup.py
+	$(VENV)/bin/ruff format --check llara_core llara_ros test scripts setup.py
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -57,4 +57,4 @@ def draw_steps(
         cv2.putText(
             out, text, (p[0] + r + 2, p[1] - r), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale / 2 + 0.2, rgb, 1, cv2.LINE_AA
         )
-    return out
+    return np.asarray(out, dtype=np.uint8)

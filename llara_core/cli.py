@@ -17,9 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llara_core.config import add_arguments, from_args
 from llara_core.errors import LlaraError, UsageError
+
+if TYPE_CHECKING:
+    from llara_core.model.runtime import VLMPolicy
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[tuple[str, str, str | None, Callable[[argparse.ArgumentParser], Handler]]] = []
@@ -299,11 +303,13 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
-def _load_policy(model: str, adapter: str | None, **kw: object) -> object:
+def _load_policy(model: str, adapter: str | None, max_new_tokens: int = 96) -> VLMPolicy:
     from llara_core.model.runtime import VLMPolicy
 
     return VLMPolicy.from_pretrained(
-        _existing(model, "model folder"), adapter=_existing(adapter, "adapter folder") if adapter else None, **kw
+        _existing(model, "model folder"),
+        adapter=_existing(adapter, "adapter folder") if adapter else None,
+        max_new_tokens=max_new_tokens,
     )
 
 
@@ -324,7 +330,7 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
         from PIL import Image, UnidentifiedImageError
 
         from llara_core.actions import parse_actions
-        from llara_core.model.runtime import PolicyOutput, VLMPolicy
+        from llara_core.model.runtime import PolicyOutput
 
         if args.instruction is not None and not args.instruction.strip():
             raise UsageError("--instruction is empty: give the task, e.g. 'put the red block into the bowl'")
@@ -333,8 +339,7 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
                 image = np.asarray(im.convert("RGB"))
         except UnidentifiedImageError as exc:
             raise UsageError(f"{args.image} is not an image ({exc})") from exc
-        policy = _load_policy(args.model, args.adapter, max_new_tokens=args.max_new_tokens)
-        assert isinstance(policy, VLMPolicy)
+        policy = _load_policy(args.model, args.adapter, args.max_new_tokens)
         if args.question:  # a raw question (any task kind): answer, and parse it when it holds actions
             t0 = time.perf_counter()
             text = policy.generate([image], [args.question])[0]

@@ -122,8 +122,8 @@ def _classify(tp: Any) -> tuple[Kind, tuple[str, ...] | None]:
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(typing.cast(Any, cls))
 
 
 def _fields(cls: type) -> list[dataclasses.Field[Any]]:
@@ -133,11 +133,11 @@ def _fields(cls: type) -> list[dataclasses.Field[Any]]:
 
 
 @functools.cache
-def field_specs(cls: type) -> tuple[FieldSpec, ...]:
+def field_specs(cls: Any) -> tuple[FieldSpec, ...]:
     """Every leaf field of ``cls`` (nested configurations flattened with dotted names), in declaration order."""
     out: list[FieldSpec] = []
     for f in _fields(cls):
-        tp, optional = _unwrap_optional(_hints(cls)[f.name])
+        tp, optional = _unwrap_optional(_hints(typing.cast(Any, cls))[f.name])
         if _is_config(tp):
             out.extend(dataclasses.replace(s, name=f"{f.name}.{s.name}") for s in field_specs(tp))
             continue
@@ -152,7 +152,7 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
 
 def check_choices(cfg: Any) -> None:
     """ValueError when a ``Literal`` field of ``cfg`` holds a value outside its choices (call in ``__post_init__``)."""
-    for spec in field_specs(type(cfg)):
+    for spec in field_specs(typing.cast(Any, type(cfg))):
         if spec.choices and "." not in spec.name:
             value = getattr(cfg, spec.name)
             if value is not None and value not in spec.choices:
@@ -160,7 +160,7 @@ def check_choices(cfg: Any) -> None:
 
 
 @functools.cache
-def _spec_map(cls: type) -> dict[str, FieldSpec]:
+def _spec_map(cls: Any) -> dict[str, FieldSpec]:
     return {s.name: s for s in field_specs(cls)}
 
 
@@ -229,7 +229,7 @@ def _coerce(spec: FieldSpec, value: Any, base_dir: str | os.PathLike[str] | None
     if spec.choices and value not in spec.choices:
         raise ConfigError(f"{spec.name}: {value!r} is not one of {', '.join(spec.choices)}")
     if spec.path and value:
-        return expand_path(value, base_dir)
+        return expand_path(str(value), base_dir)
     return value
 
 
@@ -264,7 +264,7 @@ def from_dict(
     there becomes a :class:`ConfigError`.
     """
     data = _nest(dict(data or {}))
-    hints = _hints(cls)
+    hints = _hints(typing.cast(Any, cls))
     known = {f.name: f for f in _fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -281,7 +281,7 @@ def from_dict(
             except ConfigError as exc:
                 raise ConfigError(f"{name}: {exc}") from None
             continue
-        spec = _spec_map(cls)[name]
+        spec = _spec_map(typing.cast(Any, cls))[name]
         kwargs[name] = _coerce(spec, value, base_dir)
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)  # type: ignore[type-var]
@@ -332,11 +332,11 @@ def schema(cls: type) -> dict[str, Any]:
     json_type = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
     props: dict[str, Any] = {}
     for f in _fields(cls):
-        tp, _ = _unwrap_optional(_hints(cls)[f.name])
+        tp, _ = _unwrap_optional(_hints(typing.cast(Any, cls))[f.name])
         if _is_config(tp):
             props[f.name] = schema(tp)
             continue
-        spec = _spec_map(cls)[f.name]
+        spec = _spec_map(typing.cast(Any, cls))[f.name]
         entry: dict[str, Any]
         if spec.kind == "mapping":
             entry = {"type": "object", "additionalProperties": {"type": "number"}}

@@ -333,5 +333,5 @@ def read_dataset(
             problem = "duplicate id"
         if problem is not None:
             raise DatasetError(problem, i, rid if isinstance(rid, str) else None)
-        seen.add(rid)
+        seen.add(str(rid))
     return records

@@ -99,7 +99,9 @@ def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any
         counts = writer.add_episode(ep, source=str(bag))
     except (BagError, ValueError) as exc:  # ValueError covers GeometryError and EpisodeError
         return {"bag": str(bag), "status": "skipped", "reason": str(exc)}
-    notes = {k: ep.metadata[k] for k in ("truncated", "recovered_messages", "operator_success") if k in ep.metadata}
+    notes: dict[str, Any] = {
+        k: ep.metadata[k] for k in ("truncated", "recovered_messages", "operator_success") if k in ep.metadata
+    }
     missing = [k for k in config.kinds if k not in counts]
     if missing:  # e.g. D-inBC without detections: skipped, never invented
         notes["kinds_without_samples"] = missing

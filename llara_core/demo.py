@@ -113,7 +113,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Log = print) -> Path:
         if eid not in bag_episodes:
             bag_episodes[eid] = read_episode_bag(out / "bags" / eid)
         ep = bag_episodes[eid]
-        st = ep.steps()[step.index - 1]
+        st = ep.steps()[(step.index or 1) - 1]
         for xy, si in ((step.pick, st.pick_state), (step.place, st.place_state)):
             gt = ep.states[si].ee_pose[:3, 3]
             p = normalized_to_table(ep.camera, ep.camera_pose, xy, table_height=float(gt[2]))

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.actions import COORD_DECIMALS, ActionKind, ActionStep
+from llara_core.errors import LlaraError
 from llara_core.geometry import CameraModel, base_to_normalized, wrap_degrees, yaw_of
 
 
@@ -80,12 +81,12 @@ class CameraFrame:
         objects: list[ObjectBox] | None = None,
         *,
         decode: Callable[[], npt.NDArray[np.uint8]] | None = None,
-        shape: tuple[int, int, int] | None = None,
+        shape: tuple[int, ...] | None = None,
     ) -> None:
         if (image is None) == (decode is None):
             raise ValueError("give exactly one of image or decode")
         if image is not None:
-            shape = (*image.shape,) if image.dtype == np.uint8 else None  # type: ignore[assignment]
+            shape = tuple(int(v) for v in image.shape) if image.dtype == np.uint8 else None
         elif shape is None:
             raise ValueError("a lazily decoded frame needs its shape")
         self._image = image
@@ -147,7 +148,7 @@ class EpisodeStep:
     end_frame: int
 
 
-class EpisodeError(ValueError):
+class EpisodeError(LlaraError, ValueError):
     """The episode's data is inconsistent (unsorted stamps, wrong image shape, …)."""
 
 
@@ -195,7 +196,7 @@ class Episode:
     def frame_at_or_after(self, stamp: float) -> int:
         """Index of the first frame with stamp >= ``stamp`` (the last frame if none)."""
         stamps = np.fromiter((f.stamp for f in self.frames), dtype=np.float64, count=len(self.frames))
-        return int(min(np.searchsorted(stamps, stamp, side="left"), len(self.frames) - 1))
+        return min(int(np.searchsorted(stamps, stamp, side="left")), len(self.frames) - 1)
 
     def steps(self) -> list[EpisodeStep]:
         """Complete pick→place pairs. A place without a pick, or a final pick never released, is dropped."""

@@ -14,6 +14,8 @@ level, written as JSON, a markdown table and a PNG bar chart.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -201,12 +203,13 @@ def evaluate(
 
         # spawn, not fork: forking a process whose torch/OpenMP threads already ran can hang the child
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(policy, workers)) as ex:
+        init = functools.partial(_init_worker, typing.cast(Callable[[], Policy], policy), workers)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=init) as ex:
             args = [(f, s, d_inbc, extra_steps, settings) for f, s in jobs]
             rows = list(tqdm(ex.map(_worker_episode, args), total=len(jobs), desc="eval", unit="episode",
                              disable=not progress))  # fmt: skip
     else:
-        pol: Policy = policy if loaded else policy()  # type: ignore[assignment,operator]
+        pol = typing.cast(Policy, policy) if loaded else typing.cast(Callable[[], Policy], policy)()
         rows = [
             run_episode(pol, f, s, d_inbc, extra_steps=extra_steps, settings=settings)
             for f, s in tqdm(jobs, desc="eval", unit="episode", disable=not progress)

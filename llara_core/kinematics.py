@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +46,7 @@ class IKResult:
     iterations: int
 
 
-def _build_model(urdf: str | Path | None, robot_description: str | None) -> object:
+def _build_model(urdf: str | Path | None, robot_description: str | None) -> Any:
     import pinocchio as pin
 
     if robot_description is not None:
@@ -69,7 +70,7 @@ class RobotKinematics:
         tip_link: str,
         joints: Sequence[str] | None = None,
         locked: Mapping[str, float] | None = None,
-        home: Sequence[float] | None = None,
+        home: npt.ArrayLike | None = None,
     ) -> None:
         import pinocchio as pin
 
@@ -77,12 +78,12 @@ class RobotKinematics:
         full = _build_model(urdf, robot_description)
         self.full_model = full
         for link in (base_link, tip_link):
-            if not full.existFrame(link):  # type: ignore[attr-defined]
-                frames = sorted({f.name for f in full.frames})  # type: ignore[attr-defined]
+            if not full.existFrame(link):
+                frames = sorted({f.name for f in full.frames})
                 raise KinematicsError(f"frame {link!r} is not in the robot model; frames: {frames}")
         self.base_link, self.tip_link = base_link, tip_link
         chain = self._chain(full, tip_link)
-        all_joints = [full.names[j] for j in range(1, full.njoints)]  # type: ignore[attr-defined]
+        all_joints = [full.names[j] for j in range(1, full.njoints)]
         wanted = list(joints) if joints is not None else [n for n in all_joints if n in chain]
         unknown = [n for n in wanted if n not in all_joints]
         if unknown:
@@ -91,8 +92,8 @@ class RobotKinematics:
         for name, value in (locked or {}).items():
             if name not in all_joints:
                 raise KinematicsError(f"locked joint {name!r} is not in the robot model")
-            q_lock[full.joints[full.getJointId(name)].idx_q] = value  # type: ignore[attr-defined]
-        lock_ids = [full.getJointId(n) for n in all_joints if n not in wanted]  # type: ignore[attr-defined]
+            q_lock[full.joints[full.getJointId(name)].idx_q] = value
+        lock_ids = [full.getJointId(n) for n in all_joints if n not in wanted]
         self.model = pin.buildReducedModel(full, lock_ids, q_lock) if lock_ids else full
         self.joint_names: tuple[str, ...] = tuple(self.model.names[i] for i in range(1, self.model.njoints))
         self.data = self.model.createData()
@@ -101,22 +102,19 @@ class RobotKinematics:
         self.lower = np.array(self.model.lowerPositionLimit, dtype=np.float64)
         self.upper = np.array(self.model.upperPositionLimit, dtype=np.float64)
         self.velocity_limits = np.array(self.model.velocityLimit, dtype=np.float64)
-        if home is not None and len(home) != len(self.joint_names):
-            raise KinematicsError(f"home has {len(home)} values for joints {self.joint_names}")
-        self.home = np.clip(
-            np.asarray(home, dtype=np.float64) if home is not None else (self.lower + self.upper) / 2,
-            self.lower,
-            self.upper,
-        )
+        home_q = np.asarray(home, dtype=np.float64) if home is not None else (self.lower + self.upper) / 2
+        if home_q.shape != (len(self.joint_names),):
+            raise KinematicsError(f"home has {home_q.size} values for joints {self.joint_names}")
+        self.home: FloatArray = np.clip(home_q, self.lower, self.upper)
 
     @staticmethod
-    def _chain(model: object, frame: str) -> set[str]:
+    def _chain(model: Any, frame: str) -> set[str]:
         """Names of the joints that move ``frame``."""
         names = set()
-        j = model.frames[model.getFrameId(frame)].parentJoint  # type: ignore[attr-defined]
+        j = model.frames[model.getFrameId(frame)].parentJoint
         while j > 0:
-            names.add(model.names[j])  # type: ignore[attr-defined]
-            j = model.parents[j]  # type: ignore[attr-defined]
+            names.add(model.names[j])
+            j = model.parents[j]
         return names
 
     # -- forward kinematics --------------------------------------------------------------------

@@ -95,7 +95,7 @@ def make_episode(
         nonlocal t
         T = np.eye(4)
         c, s = math.cos(ee_yaw), math.sin(ee_yaw)
-        T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+        T[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         T[:3, 3] = ee
         states.append(RobotState(t, T, closed))
         img, boxes = _render(camera, cam_pose, [pad, *blocks], ee, held)

@@ -24,28 +24,103 @@ def _setup_call() -> dict:
     return consts
 
 
-def test_package_xml_is_format3_ament_python_with_required_deps():
+# What an import needs: the rosdep key package.xml declares, or "pip" for what requirements.txt installs in
+# both routes (torch and the ML stack have no rosdep keys that pin compatible versions).
+DEPENDENCY_OF = {
+    "rclpy": "rclpy",
+    "rcl_interfaces": "rcl_interfaces",
+    "builtin_interfaces": "builtin_interfaces",
+    "ament_index_python": "ament_index_python",
+    "sensor_msgs": "sensor_msgs",
+    "geometry_msgs": "geometry_msgs",
+    "trajectory_msgs": "trajectory_msgs",
+    "visualization_msgs": "visualization_msgs",
+    "std_msgs": "std_msgs",
+    "std_srvs": "std_srvs",
+    "diagnostic_msgs": "diagnostic_msgs",
+    "lifecycle_msgs": "lifecycle_msgs",
+    "tf2_msgs": "tf2_msgs",
+    "tf2_ros": "tf2_ros_py",
+    "vision_msgs": "vision_msgs",
+    "moveit": "moveit_py",
+    "cv_bridge": "cv_bridge",
+    "launch": "launch",
+    "launch_ros": "launch_ros",
+    "numpy": "python3-numpy",
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "PIL": "python3-pil",
+    "tqdm": "python3-tqdm",
+    "matplotlib": "python3-matplotlib",
+    **{
+        m: "pip"
+        for m in (
+            "torch",
+            "transformers",
+            "tokenizers",
+            "safetensors",
+            "accelerate",
+            "peft",
+            "rosbags",
+            "mujoco",
+            "pinocchio",
+            "mcap",
+            "openai",
+            "httpx",
+            "fastapi",
+            "uvicorn",
+            "ray",
+        )
+    },
+}
+PIP_NAME = {"pinocchio": "pin"}
+
+
+def _imported_modules(*packages: str) -> set[str]:
+    """Top-level modules imported anywhere in the packages (lazy imports inside functions included)."""
+    found = set()
+    for pkg in packages:
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"llara_core", "llara_ros", "__future__"}
+
+
+def test_package_xml_declares_exactly_what_the_code_imports():
+    """exec_depend = the rosdep keys of every import (and of the message types recorded by name); no extra key."""
+    from llara_core.recording import CONTRACT_TYPES
+
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "llara_ros"
     assert root.find("export/build_type").text == "ament_python"
-    deps = {e.text for e in root.findall("exec_depend")}
-    assert {
-        "rclpy",
-        "sensor_msgs",
-        "geometry_msgs",
-        "trajectory_msgs",
-        "visualization_msgs",
-        "std_msgs",
-        "std_srvs",
-        "diagnostic_msgs",
-        "cv_bridge",
-        "moveit_py",
-        "python3-numpy",
-        "python3-opencv",
-        "python3-yaml",
-    } <= deps
+    modules = _imported_modules("llara_core", "llara_ros") | {t.split("/")[0] for t, _ in CONTRACT_TYPES.values()}
+    unmapped = sorted(modules - set(DEPENDENCY_OF))
+    assert not unmapped, f"say in DEPENDENCY_OF which rosdep key (or pip) provides {unmapped}"
+    want = {DEPENDENCY_OF[m] for m in modules} - {"pip"}
+    declared = {e.text for e in root.findall("exec_depend")}
+    assert declared == want, f"missing {sorted(want - declared)}, not imported {sorted(declared - want)}"
+    requirements = (ROOT / "requirements.txt").read_text()
+    for m in sorted(m for m in modules if DEPENDENCY_OF[m] == "pip"):
+        assert PIP_NAME.get(m, m) in requirements, f"{m} is imported but not in requirements.txt"
     assert "python3-pytest" in {e.text for e in root.findall("test_depend")}
     assert (ROOT / "resource" / "llara_ros").is_file()
+
+
+def test_every_library_error_derives_from_llara_error():
+    import inspect
+    import pkgutil
+
+    import llara_core
+    from llara_core.errors import LlaraError
+
+    for m in pkgutil.walk_packages(llara_core.__path__, "llara_core."):
+        mod = importlib.import_module(m.name)
+        for name, obj in vars(mod).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == mod.__name__:
+                assert issubclass(obj, LlaraError), f"{m.name}.{name} does not derive from LlaraError"
 
 
 def test_setup_cfg_installs_scripts_where_ros2_run_looks():

@@ -89,8 +89,7 @@ def dense_targets(
     dig = np.full((grid * grid, len(DIGITS)), -100, dtype=np.int64)
     best = np.full(grid * grid, np.inf)
     centers = (np.arange(grid) + 0.5) / grid
-    px, py = np.meshgrid(centers, centers, indexing="xy")
-    px, py = px.reshape(-1), py.reshape(-1)
+    px, py = (a.ravel() for a in np.meshgrid(centers, centers, indexing="xy"))
     for name, cx, cy, w, h in objs:
         words = name.split()
         color = colors.index(words[0]) + 1 if len(words) > 1 and words[0] in colors else 0

@@ -116,13 +116,13 @@ class VLMPolicy:
         base, lora = _resolve(path, adapter)
         torch_dtype = getattr(torch, dtype) if dtype else None
         processor = AutoProcessor.from_pretrained(lora or base, local_files_only=True, trust_remote_code=False)
-        model = AutoModelForImageTextToText.from_pretrained(
+        model: Any = AutoModelForImageTextToText.from_pretrained(
             base, local_files_only=True, use_safetensors=True, trust_remote_code=False, dtype=torch_dtype
         )
         if lora is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, lora).merge_and_unload()
+            model = PeftModel.from_pretrained(model, str(lora)).merge_and_unload()
         return cls(model.to(device), processor, device, max_new_tokens, speculative)
 
     # -- prompting -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from llara_core.config import setting
 from llara_core.prompts import IMAGE_TOKEN
@@ -81,7 +82,7 @@ def name_words(texts: Iterable[str]) -> list[str]:
     return sorted({w for t in texts for m in NAME_RE.finditer(t) for w in m.group(1).split()})
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> object:
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
     """Byte-level BPE (exact round trip of any text) that keeps what carries meaning apart.
 
     Digits are single tokens (numbers are the actions) and the words of object

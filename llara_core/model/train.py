@@ -177,7 +177,7 @@ def train(
             target_modules=LORA_TARGET,
             modules_to_save=sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} & set(PROJECTORS)),
         )
-        model = get_peft_model(model, lcfg)
+        model = get_peft_model(model, lcfg)  # type: ignore[assignment]  # a PeftModel wraps the same forward
 
     if cfg.freeze_vision:
         for p in _vision_tower(model).parameters():
@@ -227,8 +227,8 @@ def train(
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=train_ds,  # type: ignore[arg-type]
-        eval_dataset=val_ds,  # type: ignore[arg-type]
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
         data_collator=partial(collate, pad_id=processor.tokenizer.pad_token_id),
     )
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -254,7 +254,7 @@ def train(
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
 
     def save(tmp: Path) -> None:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)  # the Trainer trains this object in place
         processor.save_pretrained(tmp)
         if is_tiny and not use_lora:
             shutil.copy(base / "llara_tiny_spec.json", tmp / "llara_tiny_spec.json")

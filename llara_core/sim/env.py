@@ -14,6 +14,7 @@ it is not handling is logged in :attr:`TabletopEnv.collisions`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -53,11 +54,11 @@ class TabletopEnv:
         self._mj = mujoco
         self.scene = scene
         self.width, self.height, self.fovy = int(width), int(height), float(fovy)
-        self.model = build_spec(scene, self.fovy, self.width, self.height).compile()
+        self.model: Any = build_spec(scene, self.fovy, self.width, self.height).compile()
         self.data = mujoco.MjData(self.model)
         self.render_enabled = render
         self.record_period = 1.0 / record_hz
-        self._renderer: object | None = None
+        self._renderer: Any = None
         m = self.model
         jid = {n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in (*ARM_JOINTS, *FINGER_JOINTS)}
         self._arm_qadr = np.array([m.jnt_qposadr[jid[n]] for n in ARM_JOINTS])
@@ -147,12 +148,12 @@ class TabletopEnv:
         if self._renderer is None:
             self._renderer = self._mj.Renderer(self.model, self.height, self.width)
         r = self._renderer
-        r.update_scene(self.data, camera=CAMERA_NAME)  # type: ignore[attr-defined]
-        return np.ascontiguousarray(r.render())  # type: ignore[attr-defined]
+        r.update_scene(self.data, camera=CAMERA_NAME)
+        return np.ascontiguousarray(r.render())
 
     def close(self) -> None:
         if self._renderer is not None:
-            self._renderer.close()  # type: ignore[attr-defined]
+            self._renderer.close()
             self._renderer = None
 
     def __enter__(self) -> TabletopEnv:

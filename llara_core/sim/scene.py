@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from llara_core.errors import LlaraError
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.15, 0.15),
@@ -123,7 +126,7 @@ class Scene:
         return [o for o in self.objects if o.is_target]
 
 
-class LayoutError(RuntimeError):
+class LayoutError(LlaraError, RuntimeError):
     """No collision-free layout found for these objects."""
 
 
@@ -158,7 +161,7 @@ def _hex_mesh_vertices() -> list[float]:
     return np.vstack([np.c_[ring, np.full(6, -h)], np.c_[ring, np.full(6, h)]]).reshape(-1).tolist()
 
 
-def build_spec(scene: Scene, fovy: float, width: int, height: int, urdf: str | None = None) -> object:
+def build_spec(scene: Scene, fovy: float, width: int, height: int, urdf: str | None = None) -> Any:
     """The MjSpec of the scene: the arm URDF plus objects, targets, actuators, lights and camera."""
     import mujoco
 
@@ -220,11 +223,11 @@ def build_spec(scene: Scene, fovy: float, width: int, height: int, urdf: str | N
     return spec
 
 
-def _add_object(spec: object, obj: ObjectSpec) -> None:
+def _add_object(spec: Any, obj: ObjectSpec) -> None:
     import mujoco
 
     G = mujoco.mjtGeom
-    body = spec.worldbody.add_body()  # type: ignore[attr-defined]
+    body = spec.worldbody.add_body()
     body.name = obj.name
     c, s = math.cos(obj.yaw / 2), math.sin(obj.yaw / 2)
     body.quat = [c, 0.0, 0.0, s]
