@@ -18,6 +18,8 @@ CONSOLE_SCRIPTS = [
     "llara = llara_core.cli:main",
     "recorder_node = llara_ros.recorder_node:main",
     "convert_bags = llara_ros.convert_bags:main",
+    "action_node = llara_ros.action_node:main",
+    "sim_node = llara_ros.sim_node:main",
 ]
 
 setup(

@@ -133,7 +133,7 @@ def _convert(p: argparse.ArgumentParser) -> Handler:
 
         job = from_args(ConvertJob, args, bags=tuple(args.bags))
         cfg = from_args(ConversionConfig, args, job.config)
-        return print_report(convert_bags(expand_bags(job.bags), job.out, cfg))
+        return print_report(convert_bags(expand_bags(job.bags), job.out, cfg, force=job.force))
 
     return run
 
@@ -364,7 +364,9 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--model", required=True, help="model folder (or a LoRA folder written by llara train)")
     p.add_argument("--adapter", help="LoRA adapter folder applied on --model (default: none)")
     p.add_argument("--out", help="folder for eval.json, eval.md, eval.png (default: print only)")
-    p.add_argument("--title", default="closed-loop success", help="title of the table and chart")
+    p.add_argument(
+        "--title", default="closed-loop success", help="title of the table and chart (default: closed-loop success)"
+    )
     p.add_argument("--config", help="YAML file with EvalConfig keys; flags override it (default: none)")
     add_arguments(p, EvalConfig)
 
@@ -386,6 +388,73 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
             if not r["success"] and r["reason"].startswith("unparseable"):
                 print(f"  {r['family']} seed {r['seed']}: {r['reason'][:200]}", file=sys.stderr)
         return 0
+
+    return run
+
+
+# -- the robot side ----------------------------------------------------------------------------------
+@subcommand(
+    "plan",
+    "action text -> the waypoints the action node would send (or why it would refuse); arm off, nothing moves",
+    "Reads the action node's parameters (a ROS params file such as config/action.yaml, or a plain YAML of the same "
+    "keys), loads the robot model, camera calibration and workspace once, and plans TEXT or every line of --jsonl "
+    "(one JSON-encoded action text per line; '-' reads stdin) into one JSON line each: {ok, reason, steps: "
+    "[{waypoints: [[x, y, z, qx, qy, qz, qw], ...], gripper: [...]}]}. Exit code 1 if any input was refused.",
+)
+def _plan(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("text", nargs="?", help="one action text (or give --jsonl)")
+    p.add_argument("--config", required=True, help="action node parameters (ROS params file or YAML)")
+    p.add_argument("--node", default="action_node", help="node name in a ROS params file (default: action_node)")
+    p.add_argument("--jsonl", help="file with one JSON-encoded action text per line, '-' for stdin (default: none)")
+    p.add_argument("--image", help="camera image for the grasp refinement (default: none: points as given)")
+    p.add_argument("--camera-info", help="calibration YAML overriding the config's camera_info_file (default: none)")
+    p.add_argument("--no-ik", action="store_true", help="skip the IK check of every waypoint (faster; default: check)")
+
+    def run(args: argparse.Namespace) -> int:
+        import dataclasses
+
+        import numpy as np
+        import yaml
+
+        from llara_core.config import from_dict, load_ros_params
+        from llara_core.robot import Planner, RobotConfig, load_kinematics
+
+        path = _existing(args.config, "config")
+        raw = yaml.safe_load(path.read_text()) or {}
+        ros_file = isinstance(raw, dict) and any(isinstance(v, dict) and "ros__parameters" in v for v in raw.values())
+        cfg = load_ros_params(RobotConfig, path, args.node) if ros_file else from_dict(RobotConfig, raw,
+                                                                                          base_dir=path.parent)  # fmt: skip
+        if args.camera_info:
+            cfg = dataclasses.replace(cfg, camera_info_file=str(_existing(args.camera_info, "calibration file")))
+        kin = None if args.no_ik or not cfg.urdf else load_kinematics(cfg)
+        planner = Planner(cfg, kinematics=kin)
+        image = None
+        if args.image:
+            from PIL import Image
+
+            with Image.open(_existing(args.image, "image")) as im:
+                image = np.asarray(im.convert("RGB"))
+        if (args.text is None) == (args.jsonl is None):
+            raise UsageError("give one action TEXT or --jsonl FILE")
+        refused = 0
+        if args.text is not None:
+            out = planner.plan_json(args.text, image)
+            print(json.dumps(out))
+            return 0 if out["ok"] else 1
+        stream = sys.stdin if args.jsonl == "-" else open(_existing(args.jsonl, "jsonl file"))
+        with stream:
+            for n, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    text = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    out = {"ok": False, "reason": f"line {n} is not JSON: {exc.msg}", "steps": []}
+                else:
+                    out = planner.plan_json(text, image)
+                refused += not out["ok"]
+                sys.stdout.write(json.dumps(out) + "\n")
+        return 1 if refused else 0
 
     return run
 

@@ -310,6 +310,33 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str], section: str | None = 
         raise ConfigError(f"config {path}: {exc}") from exc
 
 
+ROS_BUILTIN_PARAMETERS = ("use_sim_time", "qos_overrides", "start_type_description_service")
+
+
+def load_ros_params(cls: type[T], path: str | os.PathLike[str], node: str) -> T:
+    """``cls`` from a ROS parameters file: ``<node>: {ros__parameters: {…}}`` (``/**`` applies to every node)."""
+    import yaml
+
+    path = Path(expand_path(str(path)))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read parameters file {path}: {exc}") from exc
+    params: dict[str, Any] = {}
+    for key in ("/**", node, f"/{node}"):
+        section = data.get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            params.update(section.get("ros__parameters") or {})
+    for builtin in ROS_BUILTIN_PARAMETERS:  # every rclpy node has these; they are not the configuration's
+        params.pop(builtin, None)
+    if not params and node not in data:
+        raise ConfigError(f"{path} has no parameters for {node} (expected '{node}: {{ros__parameters: ...}}')")
+    try:
+        return from_dict(cls, params, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path} ({node}): {exc}") from exc
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A configuration as plain nested data (tuples become lists): what YAML, JSON and manifests hold."""
 

@@ -25,7 +25,9 @@ Configuration (YAML, ``--config``; every key is also a flag and a node parameter
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from llara_core.bags import BagError, BagOptions, read_episode_bag
-from llara_core.config import load_yaml, setting
+from llara_core.config import load_yaml, setting, to_dict
 from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
+from llara_core.errors import UsageError
 from llara_core.fileio import atomic_write_json
 
 
@@ -47,6 +50,9 @@ class ConversionConfig:
     bag: BagOptions = field(default_factory=BagOptions)
     workers: int = setting(1, "parallel processes over bags")
     seed: int = setting(0, "seed of the prompts' paraphrases")
+    include_failed: bool = setting(
+        False, "also convert demonstrations the operator marked unsuccessful (behaviour cloning learns from successes)"
+    )
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds)
@@ -66,6 +72,7 @@ class ConvertJob:
     bags: tuple[str, ...] = setting((), "bag folders, or folders holding bag folders", path=True)
     out: str = setting("", "dataset folder (created, or resumed when it exists)", path=True)
     config: str | None = setting(None, "YAML conversion config; flags and parameters override it", path=True)
+    force: bool = setting(False, "discard a dataset converted with other settings and convert again")
 
     def __post_init__(self) -> None:
         if not self.bags or not self.out:
@@ -86,19 +93,34 @@ def episode_id_for(bag: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", bag.name).lstrip("._-") or "episode"
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: its type (unless a BagError, whose message is written for people) and first line."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= 400 else text[:400] + " …"
+    return text if isinstance(exc, BagError) else f"{type(exc).__name__}: {text}"
+
+
 def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any]:
-    """Convert one bag into its shard; returns ``{"bag", "status", "samples" | "reason", "metadata"}``."""
-    writer = DatasetWriter(out, config.kinds, config.seed)
+    """Convert one bag into its shard; returns ``{"bag", "status", "samples" | "reason", "notes"}``.
+
+    Whatever one bag raises — opening, recovering, reading, decoding, converting
+    — is caught here, at the per-bag boundary, and reported with its type and
+    message: one bad bag never stops the others.
+    """
     eid = episode_id_for(bag)
-    if writer.has_episode(eid):
-        return {"bag": str(bag), "status": "already_converted"}
     try:
+        writer = DatasetWriter(out, config.kinds, config.seed)
+        if writer.has_episode(eid):
+            return {"bag": str(bag), "status": "already_converted"}
         ep = read_episode_bag(bag, config.bag, episode_id=eid)
+        if ep.metadata.get("operator_success") is False and not config.include_failed:
+            why = "the operator marked this demonstration unsuccessful; set include_failed to convert it anyway"
+            return {"bag": str(bag), "status": "excluded", "reason": why}
         if not ep.steps():
             raise BagError(f"{bag}: no grasp (no gripper close followed by an open)")
         counts = writer.add_episode(ep, source=str(bag))
-    except (BagError, ValueError) as exc:  # ValueError covers GeometryError and EpisodeError
-        return {"bag": str(bag), "status": "skipped", "reason": str(exc)}
+    except Exception as exc:  # the per-bag boundary (see the docstring)
+        return {"bag": str(bag), "status": "skipped", "reason": _one_line(exc), "error_type": type(exc).__name__}
     notes: dict[str, Any] = {
         k: ep.metadata[k] for k in ("truncated", "recovered_messages", "operator_success") if k in ep.metadata
     }
@@ -112,47 +134,82 @@ def _convert_star(args: tuple[Path, Path, ConversionConfig]) -> dict[str, Any]:
     return convert_one(*args)
 
 
+def settings_of(config: ConversionConfig) -> dict[str, Any]:
+    """What decides a dataset's records (recorded in its manifest): the configuration without ``workers``."""
+    return {k: v for k, v in to_dict(config).items() if k != "workers"}
+
+
+def check_settings(out: Path, config: ConversionConfig, force: bool) -> None:
+    """Refuse to add to a dataset converted with other settings; with ``force``, empty it first."""
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        before = json.loads(manifest.read_text()).get("conversion")
+    except (OSError, json.JSONDecodeError):
+        before = None
+    now = settings_of(config)
+    if before is None or before == now:
+        return
+    if not force:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise UsageError(
+            f"{out} was converted with other settings (changed: {', '.join(changed)}); its episodes would not be "
+            "converted again. Convert into a new out folder, or pass force to discard the dataset and reconvert."
+        )
+    for sub in ("shards", "images"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    for f in ("data.json", "manifest.json", "report.json"):
+        (out / f).unlink(missing_ok=True)
+
+
 def convert_bags(
     bags: Sequence[str | Path],
     out: str | Path,
     config: ConversionConfig | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Convert every bag; returns (and writes as ``report.json``) the summary.
 
-    ``report["skipped"]`` lists ``{"bag", "reason"}`` for every bag that produced
-    nothing; callers exit non-zero when it is not empty.
+    ``report["skipped"]`` lists ``{"bag", "reason", "error_type"}`` for every bag
+    that produced nothing because of an error (callers exit 2 when it is not
+    empty); ``report["excluded"]`` the demonstrations the operator marked
+    unsuccessful. The manifest and report are written even when every bag fails.
+    A dataset converted earlier with other settings is refused (UsageError)
+    unless ``force``, which discards it and converts again.
     """
     from tqdm import tqdm
 
     cfg = config or ConversionConfig()
     out = Path(out)
+    check_settings(out, cfg, force)
     DatasetWriter(out, cfg.kinds, cfg.seed)  # creates the folder; validates kinds
     jobs = [(Path(b), out, cfg) for b in bags]
-    report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "samples": {}, "notes": {}}
+    report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "excluded": [],
+                              "samples": {}, "notes": {}}  # fmt: skip
     bar = tqdm(total=len(jobs), desc="convert_bags", unit="bag", disable=not progress)
+    results = []
     if cfg.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(cfg.workers, len(jobs))) as ex:
-            results = []
             for r in ex.map(_convert_star, jobs):
                 results.append(r)
                 bar.update()
     else:
-        results = []
         for j in jobs:
             results.append(convert_one(*j))
             bar.update()
     bar.close()
     for r in results:
-        if r["status"] == "skipped":
-            report["skipped"].append({"bag": r["bag"], "reason": r["reason"]})
+        if r["status"] in ("skipped", "excluded"):
+            report[r["status"]].append({k: r[k] for k in ("bag", "reason", "error_type") if k in r})
             continue
         report[r["status"]].append(r["bag"])
         for k, n in r.get("samples", {}).items():
             report["samples"][k] = report["samples"].get(k, 0) + n
         if r.get("notes"):
             report["notes"][r["bag"]] = r["notes"]
-    DatasetWriter(out, cfg.kinds, cfg.seed).finalize({"report": "report.json"})
+    DatasetWriter(out, cfg.kinds, cfg.seed).finalize({"report": "report.json", "conversion": settings_of(cfg)})
     atomic_write_json(out / "report.json", report)
     return report
 
@@ -160,9 +217,15 @@ def convert_bags(
 def print_report(report: dict[str, object]) -> int:
     """One summary line, one line per skipped bag and per warning; the exit code (2 when a bag was skipped)."""
     conv, done, skipped = report["converted"], report["already_converted"], report["skipped"]
-    print(f"converted {len(conv)}, already converted {len(done)}, skipped {len(skipped)}; samples {report['samples']}")  # type: ignore[arg-type]
+    excluded = report.get("excluded") or []
+    print(
+        f"converted {len(conv)}, already converted {len(done)}, skipped {len(skipped)}, "  # type: ignore[arg-type]
+        f"excluded {len(excluded)}; samples {report['samples']}"  # type: ignore[arg-type]
+    )
     for s in skipped:  # type: ignore[attr-defined]
         print(f"  SKIPPED {s['bag']}: {s['reason']}", file=sys.stderr)
+    for s in excluded:  # type: ignore[attr-defined]
+        print(f"  EXCLUDED {s['bag']}: {s['reason']}", file=sys.stderr)
     for bag, notes in report["notes"].items():  # type: ignore[attr-defined]
         for k, v in notes.items():
             if k != "operator_success":

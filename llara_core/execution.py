@@ -200,6 +200,31 @@ def object_outline(
     return Outline(mean, math.atan2(major[1], major[0]), ratio, whole)
 
 
+def depth_point(
+    camera: CameraModel,
+    base_T_cam: npt.ArrayLike,
+    xy: tuple[float, float],
+    depth: npt.NDArray[np.generic],
+    window: int = 5,
+) -> FloatArray:
+    """The base-frame point under ``xy`` from a registered depth image (16UC1 mm or 32FC1 m).
+
+    The median of the valid depths in a ``window``×``window`` patch (zeros,
+    NaN and infinities are invalid); GeometryError when none is valid.
+    """
+    d = np.asarray(depth)
+    scale = 0.001 if d.dtype == np.uint16 else 1.0
+    u, v = (round(c) for c in camera.normalized_to_pixel(xy))
+    h = window // 2
+    patch = d[max(0, v - h) : v + h + 1, max(0, u - h) : u + h + 1].astype(np.float64) * scale
+    valid = patch[np.isfinite(patch) & (patch > 0)]
+    if valid.size == 0:
+        raise GeometryError(f"no valid depth around pixel ({u}, {v})")
+    p_cam = camera.lift_depth([camera.normalized_to_pixel(xy)], [float(np.median(valid))])[0]
+    T = np.asarray(base_T_cam, dtype=np.float64)
+    return T[:3, :3] @ p_cam + T[:3, 3]
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """Base-frame pick and place points, the hand yaw for the grasp, and the turn (rad, counter-clockwise)."""
@@ -216,15 +241,23 @@ def plan_step(
     base_T_cam: npt.ArrayLike,
     settings: ExecutionSettings = ExecutionSettings(),
     image: npt.NDArray[np.uint8] | None = None,
+    depth: npt.NDArray[np.generic] | None = None,
 ) -> StepPlan:
     """Lift a parsed step to base-frame points and choose the grasp yaw (see the module docstring).
 
-    Raises :class:`~llara_core.geometry.GeometryError` when a point's ray misses
-    the plane (e.g. a point above the horizon): such a step must not move the arm.
+    With a registered ``depth`` image the points' x, y come from the measured
+    surface (:func:`depth_point`) instead of the table plane; the heights stay
+    the configured ones. Raises :class:`~llara_core.geometry.GeometryError` when
+    a point's ray misses the plane (e.g. a point above the horizon) or has no
+    valid depth: such a step must not move the arm.
     """
     grasp_z, place_z = settings.z(settings.grasp_height), settings.z(settings.place_plane)
-    pick = normalized_to_table(camera, base_T_cam, step.pick, grasp_z)
-    place = normalized_to_table(camera, base_T_cam, step.place, place_z)
+    if depth is not None:
+        pick = np.array([*depth_point(camera, base_T_cam, step.pick, depth)[:2], grasp_z])
+        place = np.array([*depth_point(camera, base_T_cam, step.place, depth)[:2], place_z])
+    else:
+        pick = normalized_to_table(camera, base_T_cam, step.pick, grasp_z)
+        place = normalized_to_table(camera, base_T_cam, step.place, place_z)
     yaw = relaxed_yaw(pick[:2], settings.yaw_offset)
     if image is not None:
         outline = object_outline(image, camera, base_T_cam, step.pick, grasp_z)
@@ -367,6 +400,7 @@ def plan_action(
     settings: ExecutionSettings = ExecutionSettings(),
     *,
     image: npt.NDArray[np.uint8] | None = None,
+    depth: npt.NDArray[np.generic] | None = None,
     workspace: Workspace | None = None,
     kinematics: RobotKinematics | None = None,
     q0: npt.ArrayLike | None = None,
@@ -388,7 +422,7 @@ def plan_action(
         why = str(step) if step is not None else f"expected the answer as text, got {type(answer).__name__}"
         return Refusal("parse", f"answer not executable: {why}")
     try:
-        lifted = plan_step(step, camera, base_T_cam, settings, image)
+        lifted = plan_step(step, camera, base_T_cam, settings, image, depth)
     except (GeometryError, ValueError) as exc:
         return Refusal("geometry", f"cannot lift {step.pick} / {step.place} onto the table: {exc}")
     release = [*lifted.place[:2], settings.z(settings.release_height)]

@@ -41,11 +41,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def expand_path(value: str, base_dir: str | os.PathLike[str] | None = None) -> str:
-    """``~`` and ``$VARS`` expanded; a relative path is taken relative to ``base_dir`` when given.
+    """``~`` and ``$VARS`` expanded, ``package://pkg/…`` resolved; a relative path is taken relative to ``base_dir``.
 
     Every path-valued flag, YAML key and ROS parameter goes through this: a ROS
     parameter such as ``out:=~/dataset`` is never shell-expanded.
     """
+    if value.startswith("package://"):
+        from llara_core.resources import resolve_package_url
+
+        return resolve_package_url(value)
     p = Path(os.path.expandvars(os.path.expanduser(value)))
     if base_dir is not None and not p.is_absolute():
         p = Path(base_dir) / p

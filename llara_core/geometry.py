@@ -52,6 +52,10 @@ class BehindCameraError(GeometryError):
     """The point (or the ray/plane intersection) lies behind the camera."""
 
 
+class UndistortionError(GeometryError):
+    """A pixel whose undistortion does not converge (strong distortion near the image corners): no ray for it."""
+
+
 def _points(a: ArrayLike, dim: int) -> tuple[FloatArray, bool]:
     """Return an (N, dim) float array and whether the input was a single point."""
     arr = np.asarray(a, dtype=np.float64)
@@ -68,13 +72,25 @@ def _out(arr: FloatArray, single: bool) -> FloatArray:
 
 @dataclass(frozen=True, eq=False)
 class CameraModel:
-    """A calibrated pinhole camera, built from the fields of sensor_msgs/CameraInfo."""
+    """A calibrated pinhole camera, built from the fields of sensor_msgs/CameraInfo.
+
+    ``R`` (rectification rotation) and ``P`` (projection of the rectified
+    image) are kept as given (default: identity and ``[K | 0]``). With
+    ``rectified=True`` the images are already rectified (``image_rect*``
+    topics): pixels are projected with ``P`` and ``R`` and no distortion, as
+    ROS's image_geometry does; otherwise with ``K`` and ``D``.
+    """
 
     K: FloatArray
     D: FloatArray
     width: int
     height: int
     distortion_model: str = "plumb_bob"
+    R: FloatArray | None = None
+    P: FloatArray | None = None
+    rectified: bool = False
+    #: Largest re-projection error (px) of an undistorted pixel; beyond it the pixel is refused.
+    undistort_tol_px: float = 0.25
 
     def __post_init__(self) -> None:
         K = np.asarray(self.K, dtype=np.float64).reshape(3, 3) if np.size(self.K) == 9 else None
@@ -101,6 +117,15 @@ class CameraModel:
             )
         if D.size and D.size not in (4, 5, 8, 12, 14):
             raise DegenerateCameraError(f"{D.size} distortion coefficients is not an OpenCV layout")
+        R = np.eye(3) if self.R is None or not np.any(self.R) else np.asarray(self.R, dtype=np.float64).reshape(3, 3)
+        if not np.allclose(R @ R.T, np.eye(3), atol=1e-6):
+            raise DegenerateCameraError(f"R is not a rotation matrix: {R.tolist()}")
+        P = np.c_[K, np.zeros(3)] if self.P is None or not np.any(self.P) else np.asarray(self.P, dtype=np.float64)
+        P = P.reshape(3, 4)
+        if not np.all(np.isfinite(P)) or P[0, 0] <= 0 or P[1, 1] <= 0:
+            raise DegenerateCameraError(f"P must be finite with positive focal lengths, got {P.tolist()}")
+        object.__setattr__(self, "R", R)
+        object.__setattr__(self, "P", P)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -111,9 +136,68 @@ class CameraModel:
         width: int,
         height: int,
         distortion_model: str = "plumb_bob",
+        r: Sequence[float] | None = None,
+        p: Sequence[float] | None = None,
+        rectified: bool = False,
     ) -> CameraModel:
-        """Build from CameraInfo's ``k`` (row-major 9), ``d``, ``width``, ``height``, ``distortion_model``."""
-        return cls(np.asarray(k, dtype=np.float64), np.asarray(d, dtype=np.float64), width, height, distortion_model)
+        """Build from CameraInfo's ``k`` (row-major 9), ``d``, size, ``distortion_model``, ``r`` (9), ``p`` (12)."""
+        return cls(
+            np.asarray(k, dtype=np.float64),
+            np.asarray(d, dtype=np.float64),
+            width,
+            height,
+            distortion_model,
+            None if r is None else np.asarray(r, dtype=np.float64),
+            None if p is None else np.asarray(p, dtype=np.float64),
+            rectified,
+        )
+
+    @classmethod
+    def from_calibration_file(cls, path: str, rectified: bool = False) -> CameraModel:
+        """The YAML that ROS's ``camera_calibration`` / ``camera_calibration_parsers`` write.
+
+        Keys: image_width, image_height, camera_name, camera_matrix, distortion_model,
+        distortion_coefficients, rectification_matrix, projection_matrix (each matrix
+        as ``{rows, cols, data}``). A file it cannot use is a DegenerateCameraError
+        naming the field.
+        """
+        import yaml
+
+        try:
+            with open(path) as fh:
+                data = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise DegenerateCameraError(f"calibration file {path}: cannot read it ({exc})") from exc
+        if not isinstance(data, dict):
+            raise DegenerateCameraError(f"calibration file {path}: expected a mapping")
+
+        def matrix(key: str, rows: int, cols: int | None, required: bool = True) -> list[float] | None:
+            m = data.get(key)
+            if m is None:
+                if required:
+                    raise DegenerateCameraError(f"calibration file {path}: missing field {key!r}")
+                return None
+            try:
+                values = [float(v) for v in m["data"]]
+                if int(m["rows"]) * int(m["cols"]) != len(values) or (cols and len(values) != rows * cols):
+                    raise ValueError(f"{m['rows']}x{m['cols']} with {len(values)} values")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DegenerateCameraError(
+                    f"calibration file {path}: field {key!r} must be {{rows, cols, data}} ({exc})"
+                ) from exc
+            return values
+
+        try:
+            width, height = int(data["image_width"]), int(data["image_height"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DegenerateCameraError(f"calibration file {path}: image_width and image_height are required") from exc
+        k = matrix("camera_matrix", 3, 3)
+        d = matrix("distortion_coefficients", 1, None, required=False) or []
+        r = matrix("rectification_matrix", 3, 3, required=False)
+        p = matrix("projection_matrix", 3, 4, required=False)
+        model = str(data.get("distortion_model") or ("plumb_bob" if d else ""))
+        assert k is not None
+        return cls.from_camera_info(k, d, width, height, model, r, p, rectified)
 
     @classmethod
     def from_fovy(cls, fovy_deg: float, width: int, height: int) -> CameraModel:
@@ -126,21 +210,20 @@ class CameraModel:
 
     def camera_info_fields(self) -> dict[str, object]:
         """The CameraInfo fields (``k``, ``d``, ``p``, ``r``, size, model) as plain lists."""
-        P = np.zeros((3, 4))
-        P[:, :3] = self.K
+        assert self.R is not None and self.P is not None
         return {
             "width": self.width,
             "height": self.height,
             "distortion_model": self.distortion_model or "plumb_bob",
             "d": self.D.tolist(),
             "k": self.K.reshape(-1).tolist(),
-            "r": np.eye(3).reshape(-1).tolist(),
-            "p": P.reshape(-1).tolist(),
+            "r": self.R.reshape(-1).tolist(),
+            "p": self.P.reshape(-1).tolist(),
         }
 
     @property
     def has_distortion(self) -> bool:
-        return bool(np.any(self.D != 0))
+        return not self.rectified and bool(np.any(self.D != 0))
 
     # -- normalized <-> pixel ----------------------------------------------------------------
     def normalized_to_pixel(self, xy: ArrayLike) -> FloatArray:
@@ -155,7 +238,14 @@ class CameraModel:
 
     # -- distortion ----------------------------------------------------------------------------
     def undistort_pixels(self, uv: ArrayLike) -> FloatArray:
-        """Observed (distorted) pixels -> ideal pinhole pixels of the same K."""
+        """Observed (distorted) pixels -> ideal pinhole pixels of the same K.
+
+        OpenCV's iterative undistortion does not converge where strong
+        distortion (fisheye-like plumb_bob, 8-coefficient rational) folds back
+        near the image corners; it then returns a wrong point silently. Each
+        result is therefore projected again, and a pixel whose re-projection
+        misses it by more than ``undistort_tol_px`` raises UndistortionError.
+        """
         p, single = _points(uv, 2)
         if not self.has_distortion:
             return _out(p.copy(), single)
@@ -163,19 +253,35 @@ class CameraModel:
 
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
         out = cv2.undistortPoints(p.reshape(-1, 1, 2), self.K, self.D, R=np.eye(3), P=self.K, criteria=criteria)
-        return _out(out.reshape(-1, 2).astype(np.float64), single)
+        ideal = out.reshape(-1, 2).astype(np.float64)
+        rays = np.c_[(ideal - self.K[:2, 2]) / np.diag(self.K)[:2], np.ones(len(ideal))]
+        back, _ = cv2.projectPoints(rays.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), self.K, self.D)
+        err = np.linalg.norm(back.reshape(-1, 2) - p, axis=1)
+        if not np.all(err <= self.undistort_tol_px):
+            i = int(np.argmax(err))
+            raise UndistortionError(
+                f"pixel {p[i].round(1).tolist()} cannot be undistorted reliably (re-projection error "
+                f"{err[i]:.1f} px > {self.undistort_tol_px} px): strong distortion near the image border"
+            )
+        return _out(ideal, single)
 
     # -- rays and projection -------------------------------------------------------------------
     def pixel_to_ray(self, uv: ArrayLike, undistort: bool = True) -> FloatArray:
         """Pixel(s) -> unit direction(s) in the optical frame (z forward)."""
         p, single = _points(uv, 2)
-        if undistort:
-            p = np.atleast_2d(self.undistort_pixels(p))
-        fx, fy, cx, cy = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2]
-        skew = self.K[0, 1]
+        if self.rectified:  # image_geometry's projectPixelTo3dRay: P, then back from the rectified frame by R
+            assert self.P is not None and self.R is not None
+            fx, fy, cx, cy, skew = self.P[0, 0], self.P[1, 1], self.P[0, 2], self.P[1, 2], self.P[0, 1]
+        else:
+            if undistort:
+                p = np.atleast_2d(self.undistort_pixels(p))
+            fx, fy, cx, cy, skew = self.K[0, 0], self.K[1, 1], self.K[0, 2], self.K[1, 2], self.K[0, 1]
         y = (p[:, 1] - cy) / fy
         x = (p[:, 0] - cx - skew * y) / fx
         rays = np.stack([x, y, np.ones_like(x)], axis=1)
+        if self.rectified:
+            assert self.R is not None
+            rays = rays @ self.R  # R maps the camera frame to the rectified one: R^T applied row-wise
         return _out(rays / np.linalg.norm(rays, axis=1, keepdims=True), single)
 
     def normalized_to_ray(self, xy: ArrayLike) -> FloatArray:
@@ -194,6 +300,10 @@ class CameraModel:
         if np.any(P[:, 2] <= 0):
             bad = P[P[:, 2] <= 0][0]
             raise BehindCameraError(f"point {bad.tolist()} is behind the camera (z <= 0 in the optical frame)")
+        if self.rectified:
+            assert self.R is not None and self.P is not None
+            h = (self.P[:, :3] @ (self.R @ P.T)).T
+            return _out(h[:, :2] / h[:, 2:3], single)
         if self.has_distortion:
             import cv2
 

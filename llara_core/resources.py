@@ -31,6 +31,26 @@ def resource_path(*parts: str, env: str | None = None) -> Path:
     raise FileNotFoundError(f"{'/'.join(parts)} not found; looked in {[str(c) for c in candidates]}{hint}")
 
 
+def resolve_package_url(url: str) -> str:
+    """``package://<pkg>/<path>`` (the ROS convention of URDFs and configs) -> a file path.
+
+    ``llara_ros`` resolves through :func:`resource_path` (source tree, venv or
+    workspace); other packages through the ament index of a sourced workspace.
+    Anything else is returned unchanged.
+    """
+    if not url.startswith("package://"):
+        return url
+    pkg, _, rel = url[len("package://") :].partition("/")
+    if pkg == PACKAGE:
+        return str(resource_path(*Path(rel).parts))
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return str(Path(get_package_share_directory(pkg), rel))
+    except Exception as exc:  # absent ament index, or the package is not installed
+        raise FileNotFoundError(f"{url}: package {pkg!r} not found (source its workspace)") from exc
+
+
 def demo_model_path() -> Path:
     """The shipped demo model (``models/llara-tiny-sim``), or $LLARA_MODEL."""
     return resource_path("models", "llara-tiny-sim", env="LLARA_MODEL")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 from geometry_msgs.msg import Pose, PoseStamped
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from llara_core.geometry import CameraModel, matrix_to_quaternion, pose_msg_to_matrix
-from llara_core.images import ENCODINGS, ImageEncodingError, decode, to_rgb
+from llara_core.images import ENCODINGS, ImageEncodingError, decode, decode_compressed, to_rgb
 
 ConversionError = ImageEncodingError  # one error type for every image conversion
 
@@ -26,6 +26,18 @@ def image_to_numpy(msg: Image) -> npt.NDArray[np.generic]:
 def image_to_rgb(msg: Image) -> npt.NDArray[np.uint8]:
     """Image message -> H×W×3 RGB uint8 (what the policy and the dataset writer consume)."""
     return to_rgb(image_to_numpy(msg), msg.encoding)
+
+
+def image_msg_to_rgb(msg: Image | CompressedImage) -> npt.NDArray[np.uint8]:
+    """Image or CompressedImage (JPEG, PNG) -> H×W×3 RGB uint8; ImageEncodingError when it cannot be read."""
+    if isinstance(msg, CompressedImage):
+        return decode_compressed(bytes(msg.data))
+    return image_to_rgb(msg)
+
+
+def image_msg_to_array(msg: Image) -> npt.NDArray[np.generic]:
+    """A depth (16UC1, 32FC1) or mono image in its own encoding."""
+    return image_to_numpy(msg)
 
 
 def numpy_to_image(arr: npt.NDArray[np.generic], encoding: str = "rgb8", header: Header | None = None) -> Image:
@@ -47,9 +59,11 @@ def numpy_to_image(arr: npt.NDArray[np.generic], encoding: str = "rgb8", header:
     return msg
 
 
-def camera_info_to_model(msg: CameraInfo) -> CameraModel:
-    """CameraInfo -> CameraModel (raises DegenerateCameraError for an uncalibrated, all-zero K)."""
-    return CameraModel.from_camera_info(list(msg.k), list(msg.d), msg.width, msg.height, msg.distortion_model)
+def camera_info_to_model(msg: CameraInfo, rectified: bool = False) -> CameraModel:
+    """CameraInfo -> CameraModel with its R and P (DegenerateCameraError for an uncalibrated, all-zero K)."""
+    return CameraModel.from_camera_info(
+        list(msg.k), list(msg.d), msg.width, msg.height, msg.distortion_model, list(msg.r), list(msg.p), rectified
+    )
 
 
 def model_to_camera_info(model: CameraModel, header: Header | None = None) -> CameraInfo:

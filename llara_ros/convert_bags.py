@@ -40,9 +40,14 @@ def main(args: list[str] | None = None) -> int:
         return 2
     bags = expand_bags(job.bags)
     node.get_logger().info(f"converting {len(bags)} bags into {job.out}")
-    report = convert_bags(bags, job.out, cfg)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    try:
+        report = convert_bags(bags, job.out, cfg, force=job.force)
+    except LlaraError as exc:
+        node.get_logger().error(str(exc))
+        return 2
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
     return print_report(report)
 
 

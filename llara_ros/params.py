@@ -57,15 +57,17 @@ def declare_config(node: Node, cls: type, use_defaults: bool = True) -> list[str
     names = []
     for spec in field_specs(cls):
         ptype, desc_type = _TYPES[spec.kind]
+        dynamic = spec.kind == "float"  # rclpy refuses a declared type together with dynamic typing
         desc = ParameterDescriptor(
             description=spec.describe(),
-            type=desc_type,
-            dynamic_typing=spec.kind == "float",
+            type=ParameterType.PARAMETER_NOT_SET if dynamic else desc_type,
+            dynamic_typing=dynamic,
             additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
         )
         default = _ros_default(spec) if use_defaults else None
         try:
-            node.declare_parameter(spec.name, ptype if default is None else default, desc)
+            initial = default if default is not None or dynamic else ptype
+            node.declare_parameter(spec.name, initial, desc)
         except ParameterException as exc:
             raise ConfigError(f"parameter {spec.name!r}: {exc} (expected {spec.kind})") from exc
         names.append(spec.name)

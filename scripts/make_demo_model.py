@@ -23,6 +23,7 @@ when the script is run again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
@@ -146,8 +147,7 @@ def main() -> int:
     # full learning rate again, each from the last one's weights, are what got the shipped model there.
     trained = base
     for i, n in enumerate([a.steps, *more], start=1):
-        cfg.max_steps = n
-        metrics = train(datasets, trained, work / f"stage{i}", cfg)
+        metrics = train(datasets, trained, work / f"stage{i}", dataclasses.replace(cfg, max_steps=n))
         trained = work / f"stage{i}"
         if metrics["resumed_from"]:
             reused.append(f"schedule {i} up to {Path(metrics['resumed_from']).name}")

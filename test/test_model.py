@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -195,12 +196,46 @@ def test_wsd_schedule_holds_the_rate_then_decays(tiny, dataset, tmp_path):
         train([dataset], tiny, tmp_path / "x", TrainConfig(schedule="linear"))
 
 
-def test_resume_continues_from_the_last_checkpoint(tiny, dataset, tmp_path):
-    cfg = TrainConfig(max_steps=2, batch_size=2, save_steps=2, val_fraction=0.0, mix={"inbc": 1.0}, progress=False)
-    train([dataset], tiny, tmp_path / "m", cfg)
-    m = train([dataset], tiny, tmp_path / "m", dataclasses.replace(cfg, max_steps=4, resume=True))
-    assert m["steps"] == 4 and m["resumed_from"].endswith("checkpoint-2")
-    assert (tmp_path / "m" / "checkpoints" / "checkpoint-4").is_dir()
+def test_resume_continues_with_the_checkpoints_weights(tiny, dataset, tmp_path):
+    """Interrupted at step 3 and resumed = trained without interruption: same weights, loss carries on."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(max_steps=6, batch_size=2, save_steps=3, val_fraction=0.0, mix={"inbc": 1.0}, lr=3e-3,
+                      logging_steps=1, progress=False)  # fmt: skip
+    whole = train([dataset], tiny, tmp_path / "whole", cfg)
+    part = tmp_path / "part" / "checkpoints"
+    part.mkdir(parents=True)
+    shutil.copytree(tmp_path / "whole" / "checkpoints" / "checkpoint-3", part / "checkpoint-3")
+    resumed = train([dataset], tiny, tmp_path / "part", dataclasses.replace(cfg, resume=True))
+    assert resumed["steps"] == 6 and resumed["resumed_from"].endswith("checkpoint-3")
+    assert (part / "checkpoint-6").is_dir()
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "model.safetensors"))
+    base = load_file(str(tiny / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k  # resumed from the checkpoint's weights, not the base's
+    assert any(not torch.allclose(a[k], base[k]) for k in a)
+    losses = {e["step"]: e["loss"] for e in whole["log"] if "loss" in e}
+    resumed_losses = {e["step"]: e["loss"] for e in resumed["log"] if "loss" in e and e["step"] > 3}
+    assert resumed_losses[4] == pytest.approx(losses[4], rel=1e-3)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_an_error(tiny, dataset, tmp_path):
+    import shutil
+
+    from llara_core.model.train import load_checkpoint_weights
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny, bad)
+    (bad / "config.json").write_text(
+        (bad / "config.json").read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3')
+    )
+    model = VLMPolicy.from_pretrained(tiny).model
+    with pytest.raises(ValueError, match="does not fit the model"):
+        load_checkpoint_weights(model, bad)
 
 
 def test_frozen_vision_tower_stays_as_pretrained(tiny, dataset, tmp_path):
@@ -358,11 +393,14 @@ def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp
     before = VLMPolicy.from_pretrained(model).model.state_dict()
     scenes = scene_boxes(["l1_placement"], 2, seed=300)  # rendered layouts, no expert
     assert len(scenes) == 2 and scenes[0][0].shape == (224, 224, 3) and all(0 < b[1] < 1 for b in scenes[0][1])
+    m = pretrain_vision_tower(model, [dataset], steps=20, batch_size=4, lr=3e-3, progress=False, extra_samples=scenes)
+    assert m["steps"] == 20  # the one-cycle schedule's warm-up no longer divides by zero here
     m = pretrain_vision_tower(model, [dataset], steps=60, batch_size=4, lr=3e-3, progress=False, extra_samples=scenes)
     after = VLMPolicy.from_pretrained(model).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("vision_tower" in k for k in changed)
     assert m["images"] == 4 and "block" in m["shapes"] and m["final_loss"] < 0.7 * m["first_loss"]
+    assert m["held_out_images"] == 1  # fewer than 20 images: one is still held out, never scored on training images
     assert set(m["digit_accuracy"]) == {"x1", "x2", "x3", "y1", "y2", "y3", "w1", "w2", "h1", "h2"}
     empty = tmp_path / "inbc_only"
     generate_demos(["l1_placement"], 1, empty, seed=9, kinds=["inbc"], progress=False)

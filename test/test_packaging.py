@@ -30,6 +30,7 @@ DEPENDENCY_OF = {
     "rclpy": "rclpy",
     "rcl_interfaces": "rcl_interfaces",
     "builtin_interfaces": "builtin_interfaces",
+    "rosgraph_msgs": "rosgraph_msgs",
     "ament_index_python": "ament_index_python",
     "sensor_msgs": "sensor_msgs",
     "geometry_msgs": "geometry_msgs",

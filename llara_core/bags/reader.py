@@ -184,7 +184,9 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
     text = opt.instruction or task_text or sidecar.get("instruction")
     if not text:
         raise BagError(f"{path}: no instruction: record {tp.task}, write it in {EPISODE_SIDECAR}, or pass one")
-    camera = CameraModel.from_camera_info(list(info.k), list(info.d), info.width, info.height, info.distortion_model)
+    camera = CameraModel.from_camera_info(
+        list(info.k), list(info.d), info.width, info.height, info.distortion_model, list(info.r), list(info.p)
+    )
     shape = (camera.height, camera.width, 3)
     for fr in frames:
         if fr.shape == (0, 0, 3):  # compressed: the CameraInfo tells the size; checked again when decoded

@@ -99,6 +99,27 @@ class TrainConfig:
             check_kinds(list(self.mix))
 
 
+def load_checkpoint_weights(model: Any, checkpoint: str | Path) -> None:
+    """Put a checkpoint's weights into ``model`` through the model class's own key mapping, strictly.
+
+    Why not the Trainer's loader: ``save_pretrained`` writes LLaVA checkpoints in
+    the legacy key layout (``language_model.model.*``) that transformers 5
+    converts back only inside ``from_pretrained``; the Trainer's resume path
+    loads the raw state dict non-strictly, so no key matched and training went
+    on from the untrained weights with only a warning. Here the checkpoint is
+    loaded by ``from_pretrained`` and any missing or unexpected key is an error.
+    LoRA checkpoints (adapter files) keep the Trainer's peft path.
+    """
+    ckpt = Path(checkpoint)
+    loaded, info = type(model).from_pretrained(
+        ckpt, local_files_only=True, use_safetensors=True, output_loading_info=True
+    )
+    bad = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if bad:
+        raise ValueError(f"checkpoint {ckpt} does not fit the model: {bad}")
+    model.load_state_dict(loaded.state_dict(), strict=True)
+
+
 def bf16_is_fast() -> bool:
     """Whether this machine has bfloat16 matrix units (CUDA, or x86 AMX / AVX512-BF16).
 
@@ -224,7 +245,16 @@ def train(
         use_cpu=not torch.cuda.is_available(),
         label_names=["labels"],
     )
-    trainer = Trainer(
+
+    class CheckpointTrainer(Trainer):
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            target = model if model is not None else self.model
+            if (Path(resume_from_checkpoint) / "model.safetensors").is_file() and hasattr(target, "config"):
+                load_checkpoint_weights(target, resume_from_checkpoint)
+            else:  # a LoRA checkpoint (adapter weights): peft's own loader, which maps its keys
+                super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    trainer = CheckpointTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,

@@ -1,0 +1,89 @@
+"""A client of the running loop: publish action text, wait for ``step_done`` and ``episode`` events, reset scenes.
+
+What the oracle benchmark (``scripts/closed_loop_dds.py``), the ROS tests and
+the demo use to drive ``sim_node`` + ``action_node`` (+ ``policy_node``) over
+DDS from another process: it never touches their internals, only their topics
+and services.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from rclpy.node import Node
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+
+from llara_core.supervisor import StepDone
+from llara_ros.qos import COMMAND, TASK
+
+
+class LoopDriver:
+    """Publishes on ``action_text``/``estop``/``task``; collects ``step_done`` and ``episode`` messages."""
+
+    def __init__(self, node: Node, sim_reset: str = "/sim_node/reset") -> None:
+        self.node = node
+        self.cond = threading.Condition()
+        self.done: list[StepDone] = []
+        self.events: list[dict[str, Any]] = []
+        self.action_pub = node.create_publisher(String, "action_text", COMMAND)
+        self.estop_pub = node.create_publisher(Bool, "estop", COMMAND)
+        self.task_pub = node.create_publisher(String, "task", TASK)
+        node.create_subscription(String, "step_done", self._on_done, COMMAND)
+        node.create_subscription(String, "episode", self._on_event, TASK)
+        self.reset_client: Any = node.create_client(Trigger, sim_reset)
+
+    def _on_done(self, msg: String) -> None:
+        with self.cond:
+            self.done.append(StepDone.from_json(msg.data))
+            self.cond.notify_all()
+
+    def _on_event(self, msg: String) -> None:
+        with self.cond:
+            self.events.append(json.loads(msg.data))
+            self.cond.notify_all()
+
+    def wait_for(self, predicate: Any, timeout: float) -> Any:
+        """Wait (the node spins elsewhere) until ``predicate()`` returns something truthy; None on timeout."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                got = predicate()
+                if got:
+                    return got
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left, 0.1))
+
+    def send(self, text: str, timeout: float = 60.0) -> StepDone | None:
+        """Publish one action text and wait for its step_done."""
+        with self.cond:
+            n = len(self.done)
+        self.action_pub.publish(String(data=text))
+        got: StepDone | None = self.wait_for(lambda: self.done[n] if len(self.done) > n else None, timeout)
+        return got
+
+    def episode_end(self, seed: int, timeout: float) -> dict[str, Any] | None:
+        """The success/failure/timeout event of the episode at ``seed``."""
+        got: dict[str, Any] | None = self.wait_for(
+            lambda: next((e for e in self.events if e["seed"] == seed and e["event"] != "start"), None), timeout
+        )
+        return got
+
+    def reset(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Ask the simulator for the next scene; returns ``{"seed", "instruction"}``."""
+        if not self.reset_client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError("sim_node's ~/reset service did not appear")
+        fut = self.reset_client.call_async(Trigger.Request())
+        end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.01)
+        if not fut.done():
+            raise TimeoutError("sim_node did not answer ~/reset")
+        result: Any = fut.result()
+        answer: dict[str, Any] = json.loads(result.message)
+        return answer

@@ -1,0 +1,259 @@
+"""action_node and sim_node over real DDS, each in its own process: the arm does what the text says, or nothing.
+
+A spy in this process subscribes to every command topic (the joint trajectory
+controller's and the gripper's); each refusal path asserts that the spy saw no
+command at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from rclpy.executors import MultiThreadedExecutor
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from llara_core.actions import ActionStep, render_step
+from llara_core.sim.env import TabletopEnv
+from llara_core.sim.expert import run_expert
+from llara_core.sim.robot import ARM_JOINTS, HOME_Q
+from llara_core.sim.tasks import make_task
+from llara_core.supervisor import StepDone
+from llara_ros.conversions import model_to_camera_info, numpy_to_image
+from llara_ros.driver import LoopDriver
+from llara_ros.qos import COMMAND, SENSOR
+
+pytestmark = pytest.mark.ros
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1)
+
+
+def _params(tmp: Path, name: str, node: str = "action_node", **overrides) -> Path:
+    params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())[node]["ros__parameters"]
+    params.pop("use_sim_time", None)
+    params.pop("camera_info_file", None)  # camera_info comes from the topic (or does not)
+    params.update(overrides)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({node: {"ros__parameters": params}}))
+    return path
+
+
+def _start(module: str, params: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", f"llara_ros.{module}", "--ros-args", "--params-file", str(params)]
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+class Robot:
+    """This test's side of the wires: a fake camera and joint states, a spy on every command, the driver."""
+
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("fake_robot")
+        self.driver = LoopDriver(self.node)
+        self.commands: list[object] = []
+        n = self.node
+        n.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
+                              self.commands.append, COMMAND)  # fmt: skip
+        n.create_subscription(Float64MultiArray, "/gripper_controller/commands", self.commands.append, COMMAND)
+        self.image_pub = n.create_publisher(Image, "/camera/color/image_raw", SENSOR)
+        self.info_pub = n.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR)
+        self.joints_pub = n.create_publisher(JointState, "/joint_states", SENSOR)
+        task = make_task("l1_placement", 3)
+        with TabletopEnv(task.scene) as env:
+            self.image, self.camera = env.render(), env.camera
+        self.send_camera = self.send_info = self.send_joints = True
+        self.joints = list(HOME_Q)
+        n.create_timer(0.05, self._publish)
+        self.executor = MultiThreadedExecutor()
+        self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _publish(self) -> None:
+        if self.send_camera:
+            self.image_pub.publish(numpy_to_image(self.image, "rgb8"))
+        if self.send_info:
+            self.info_pub.publish(model_to_camera_info(self.camera))
+        if self.send_joints:
+            self.joints_pub.publish(JointState(name=list(ARM_JOINTS), position=[float(v) for v in self.joints]))
+
+    def call(self, service: str, timeout: float = 20.0) -> Trigger.Response:
+        cli = self.node.create_client(Trigger, service)
+        assert cli.wait_for_service(timeout_sec=timeout), service
+        fut = cli.call_async(Trigger.Request())
+        end = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.01)
+        return fut.result()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def robot():
+    rclpy.init()
+    r = Robot()
+    yield r
+    r.close()
+    rclpy.shutdown()
+
+
+def _ready(robot: Robot, timeout: float = 30.0) -> None:
+    """Wait until the action node answers (its refusal of an empty text proves it is up and active)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        done = robot.driver.send("", timeout=1.0)
+        if done is not None:
+            assert not done.ok
+            return
+    raise AssertionError("action_node did not come up")
+
+
+def test_every_refusal_commands_nothing(robot, tmp_path):
+    proc = _start("action_node", _params(tmp_path, "strict", partial="refuse", max_image_age_s=0.5,
+                                         arrival_timeout_s=30.0), tmp_path / "action.log")  # fmt: skip
+    try:
+        robot.send_info = False
+        _ready(robot)
+        assert "camera_info" in robot.driver.send(GOOD).reason
+        robot.send_info = True
+        time.sleep(0.5)
+        cases = {
+            "unparseable": ("I cannot see the block.", "answer not executable"),
+            "partly invalid": (GOOD + "\nStep 2: Pick up the object at <b>(0.2, 1.3)</b>", "truncated"),
+            "out of range": (GOOD.replace("0.450,  0.450", "1.450,  0.450"), "out_of_range"),
+            "outside workspace": (render_step(ActionStep((0.45, 0.02), (0.55, 0.6)), 1), "outside the workspace"),
+            "unreachable": (render_step(ActionStep((0.5, 0.996), (0.55, 0.6)), 1), "not reachable"),
+        }
+        for name, (text, why) in cases.items():
+            done = robot.driver.send(text, timeout=20)
+            assert done is not None and not done.ok and why in done.reason, (name, done)
+        robot.send_camera = False
+        time.sleep(1.0)
+        assert "stale image" in robot.driver.send(GOOD).reason
+        assert robot.commands == []  # not one trajectory or gripper command on any refusal path
+        robot.send_camera = True
+        time.sleep(0.5)
+        # a valid step starts (the fake arm never moves, so it keeps executing) ...
+        robot.driver.action_pub.publish(String(data=GOOD))
+        assert robot.driver.wait_for(lambda: robot.commands, 20), "the valid step commanded nothing"
+        busy = robot.driver.send(GOOD, timeout=10)
+        assert busy is not None and "busy" in busy.reason
+        n = len(robot.commands)
+        robot.driver.estop_pub.publish(Bool(data=True))
+        stopped = robot.driver.wait_for(lambda: next((d for d in robot.driver.done if "estop" in d.reason), None), 10)
+        assert stopped is not None and not stopped.ok
+        hold = robot.driver.wait_for(lambda: robot.commands[n:], 5)
+        assert hold and isinstance(hold[-1], JointTrajectory) and len(hold[-1].points) == 1  # hold where it is
+        assert np.allclose(hold[-1].points[0].positions, HOME_Q, atol=1e-6)
+        m = len(robot.commands)
+        assert "estop is active" in robot.driver.send(GOOD).reason
+        time.sleep(0.3)
+        assert len(robot.commands) == m
+    finally:
+        _stop(proc)
+
+
+def test_a_restarted_node_leaves_the_arm_still_and_approval_gates_every_plan(robot, tmp_path):
+    proc = _start("action_node", _params(tmp_path, "approve", require_approval=True, approval_timeout_s=2.0),
+                  tmp_path / "action.log")  # fmt: skip
+    try:
+        _ready(robot)
+        time.sleep(1.0)
+        assert robot.commands == []  # started mid-episode: nothing moves by itself
+        robot.driver.action_pub.publish(String(data=GOOD))
+        time.sleep(1.0)
+        assert robot.commands == [] and not robot.driver.done[1:]  # waiting for approval
+        assert robot.call("/action_node/reject").success
+        assert robot.driver.wait_for(lambda: [d for d in robot.driver.done if "rejected" in d.reason], 5)
+        timed = robot.driver.send(GOOD, timeout=10)
+        assert timed is not None and "timed out" in timed.reason and robot.commands == []
+        robot.driver.action_pub.publish(String(data=GOOD))
+        time.sleep(0.5)
+        res = robot.call("/action_node/approve")
+        assert res.success, res.message
+        assert robot.driver.wait_for(lambda: robot.commands, 10)
+    finally:
+        _stop(proc)
+
+
+def test_an_inactive_node_commands_nothing(robot, tmp_path):
+    proc = _start("action_node", _params(tmp_path, "manual", autostart=False), tmp_path / "action.log")
+    try:
+        time.sleep(4.0)
+        assert robot.driver.send(GOOD, timeout=3) is None and robot.commands == []
+    finally:
+        _stop(proc)
+
+
+def test_invalid_parameters_exit_with_a_clear_message(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "llara_ros.action_node", "--ros-args", "-p", "backend:=teleport"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "backend: 'teleport' is not one of dry_run, joint_trajectory, moveit" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "llara_ros.sim_node", "--ros-args", "-p", "family:=l9"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "unknown task families" in r.stderr
+
+
+def oracle_episode(driver: LoopDriver, family: str, seed: int, timeout: float = 120.0) -> dict:
+    """Publish the expert's steps of (family, seed) one after the other; the episode's end event."""
+    task = make_task(family, seed)
+    with TabletopEnv(task.scene) as env:
+        steps = run_expert(task, env).episode.action_steps()
+    for k, step in enumerate(steps, start=1):
+        done = driver.send(render_step(step, 1), timeout=timeout)
+        assert done is not None and done.ok, (seed, k, done)
+    return driver.episode_end(seed, timeout) or {"event": "none"}
+
+
+def test_the_expert_steps_over_dds_solve_the_task(robot, tmp_path):
+    """sim_node + action_node in their own processes: the text of the expert's steps moves the simulated arm."""
+    sim = _start("sim_node", _params(tmp_path, "sim", node="sim_node", real_time_factor=4.0), tmp_path / "sim.log")
+    act_params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
+    (tmp_path / "act.yaml").write_text(yaml.safe_dump({"action_node": act_params["action_node"]}))
+    act = _start("action_node", tmp_path / "act.yaml", tmp_path / "act.log")
+    robot.send_camera = robot.send_info = robot.send_joints = False  # the simulator publishes the robot now
+    try:
+        first = robot.driver.wait_for(lambda: next((e for e in robot.driver.events if e["event"] == "start"), None), 60)
+        assert first is not None and first["seed"] == 0
+        results = []
+        for seed in (0, 1):
+            if seed:
+                assert robot.driver.reset()["seed"] == seed
+            time.sleep(0.5)
+            results.append(oracle_episode(robot.driver, "l1_placement", seed)["event"])
+        assert results == ["success", "success"], (results, (tmp_path / "act.log").read_text()[-2000:])
+        names = json.loads(json.dumps([e["event"] for e in robot.driver.events]))
+        assert names.count("start") == 2
+    finally:
+        _stop(act, sim)
+
+
+def test_step_done_payload_is_what_the_policy_reads():
+    d = StepDone("Step 1: …", False, "busy")
+    assert json.loads(d.to_json()) == {"step": "Step 1: …", "ok": False, "reason": "busy"}
+    with pytest.raises(ValueError):
+        StepDone.from_json('{"ok": "yes"}')
