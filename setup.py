@@ -20,6 +20,7 @@ CONSOLE_SCRIPTS = [
     "convert_bags = llara_ros.convert_bags:main",
     "action_node = llara_ros.action_node:main",
     "sim_node = llara_ros.sim_node:main",
+    "policy_node = llara_ros.policy_node:main",
 ]
 
 setup(

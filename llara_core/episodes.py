@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -249,3 +249,16 @@ class Episode:
     def objects_at(self, frame_index: int) -> list[ObjectBox] | None:
         """Object boxes of a frame, or None when this episode has no boxes for it."""
         return self.frames[frame_index].objects
+
+
+def align_states(
+    poses: Iterable[tuple[float, npt.NDArray[np.float64]]], grips: list[tuple[float, bool]]
+) -> list[RobotState]:
+    """One state per pose message, with the gripper value last received at or before it (streams of a bag)."""
+    grips = sorted(grips)
+    gt = np.array([g[0] for g in grips])
+    out = []
+    for t, M in sorted(poses, key=lambda p: p[0]):
+        i = int(np.searchsorted(gt, t + 1e-9, side="right")) - 1
+        out.append(RobotState(t, M, grips[max(i, 0)][1]))
+    return out

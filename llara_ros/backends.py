@@ -131,7 +131,7 @@ class JointTrajectoryBackend:
         """Wait ``seconds`` of ROS time (sim time under use_sim_time); True when ``stop`` was set meanwhile."""
         end = self._now() + seconds
         while self._now() < end:
-            if stop.wait(0.002):
+            if stop.wait(0.01):
                 return True
         return stop.is_set()
 

@@ -74,6 +74,14 @@ class LoopDriver:
         )
         return got
 
+    def run_answers(self, answers: list[str], seed: int, timeout: float = 120.0) -> dict[str, Any]:
+        """Send each answer after the previous step's step_done; the episode's end event (or why it stopped)."""
+        for k, text in enumerate(answers, start=1):
+            done = self.send(text, timeout=timeout)
+            if done is None or not done.ok:
+                return {"event": "step_failed", "seed": seed, "step": k, "reason": done.reason if done else "timeout"}
+        return self.episode_end(seed, timeout) or {"event": "no_event", "seed": seed}
+
     def reset(self, timeout: float = 30.0) -> dict[str, Any]:
         """Ask the simulator for the next scene; returns ``{"seed", "instruction"}``."""
         if not self.reset_client.wait_for_service(timeout_sec=timeout):

@@ -87,6 +87,8 @@ class RecorderNode(Node):
         return res
 
     def _on_task(self, msg: String) -> None:
+        if not msg.data.strip():  # a cleared task ends the policy's loop; it does not rename the episode
+            return
         self._instruction = msg.data
         self.recorder.set_instruction(msg.data)
 

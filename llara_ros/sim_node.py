@@ -5,8 +5,8 @@
 Publishes the camera image (sensor_msgs/Image rgb8) and ``camera_info`` on the
 recorder's default topics, ``joint_states`` (arm and finger joints),
 ``ee_pose`` (PoseStamped, base frame), ``gripper_closed`` (Bool), the current
-``task`` (String, reliable + transient local) and ``episode`` events (String
-JSON: start / success / failure / timeout); ``/tf_static`` (base -> camera
+``task`` (String, reliable + transient local; an empty task once the episode
+ended) and ``episode`` events (String JSON: start / success / failure / timeout); ``/tf_static`` (base -> camera
 optical frame) where tf2_msgs is installed. Executes JointTrajectory messages
 on ``/<controller>/joint_trajectory`` as joint_trajectory_controller does and
 the gripper's position command. ``~/reset`` (std_srvs/Trigger) starts the
@@ -68,8 +68,11 @@ class SimNode(Node):
 
             self.tf_pub = self.create_publisher(TFMessage, "/tf_static", TASK)
         self._last = time.monotonic()
+        self._next_image = self._next_state = 0.0
         self.create_timer(1.0 / self.cfg.step_hz, self._step)
-        self._announce()
+        self._started = not self.cfg.wait_for_reset
+        if self._started:
+            self._announce()
 
     # -- commands ----------------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -86,7 +89,12 @@ class SimNode(Node):
             self.get_logger().error(f"gripper command rejected: {exc}")
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        task = self.sim.reset()
+        if self._started:
+            task = self.sim.reset()
+        else:  # the first reset of wait_for_reset starts the configured seed's scene afresh (its clock at 0)
+            self._started = True
+            self.sim.events.clear()
+            task = self.sim.reset(self.cfg.seed)
         self._announce()
         res.success, res.message = True, json.dumps({"seed": self.sim.seed, "instruction": task.instruction})
         return res
@@ -116,6 +124,7 @@ class SimNode(Node):
             self.episode_pub.publish(String(data=json.dumps(ev)))
             if ev["event"] != "start":
                 self.get_logger().info(f"episode {ev['family']} seed {ev['seed']}: {ev['event']}")
+                self.task_pub.publish(String(data=""))  # the task is over: a policy stops querying
                 if self.cfg.auto_reset:
                     self.sim.reset()
                     self._announce()

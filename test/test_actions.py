@@ -139,3 +139,14 @@ def test_any_prefix_of_valid_output_never_yields_a_wrong_step(seq, data):
     full = parse_actions(text).steps
     for s in res.steps:  # a step parsed from a prefix is exactly one of the full steps
         assert s in full
+
+
+def test_a_rounded_step_is_what_survives_a_render_parse_round_trip():
+    from llara_core.actions import ActionStep, parse_actions, render_step
+
+    step = ActionStep((0.12345, 0.98765), (0.5004999, 0.0), -12.3456, "sweep", "red block", 2)
+    back = parse_actions(render_step(step, 2)).steps[0]
+    r = step.rounded()
+    assert r == back and r.pick == (0.123, 0.988) and r.rotation_deg == -12.346 and r.place == (0.5, 0.0)
+    assert (r.kind, r.object, r.index) == ("sweep", "red block", 2)
+    assert ActionStep((0.0004, 0.0), (0.0, 0.0), -0.0001).rounded().rotation_deg == 0.0  # no "-0"

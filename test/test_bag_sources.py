@@ -37,6 +37,8 @@ from llara_core.sim.expert import run_expert
 from llara_core.sim.robot import urdf_path
 from llara_core.sim.tasks import make_task
 
+pytestmark = pytest.mark.sim  # MuJoCo scenes: seconds per test (left out of mutation runs)
+
 FK_OPTIONS = dict(
     urdf=str(urdf_path()), gripper_joint="finger_left_joint", gripper_threshold=0.026, gripper_hysteresis=0.004
 )

@@ -176,3 +176,17 @@ def test_writer_rejects_unsafe_episode_ids(tmp_path):
     ep.episode_id = "../../etc"
     with pytest.raises(ValueError, match="episode id"):
         DatasetWriter(tmp_path).add_episode(ep)
+
+
+def test_record_ids_name_their_episode_and_errors_their_position(tmp_path):
+    from llara_core.conversations import DatasetError, read_dataset, record_episode, write_dataset
+
+    assert record_episode("multi_step-000003/inbc/0002") == "multi_step-000003"
+    assert record_episode("1:ep/detection/0000") == "1:ep"  # records of several datasets stay apart
+    assert str(DatasetError("bad", 3, "x/inbc/0001")) == "record 3 (id='x/inbc/0001'): bad"
+    assert str(DatasetError("bad", 0)) == "record 0: bad" and str(DatasetError("bad")) == "bad"
+    data = write_dataset(tmp_path / "ds", [make_episode(1), make_episode(2)], kinds=["inbc"])
+    assert data == tmp_path / "ds" / "data.json"
+    recs = read_dataset(tmp_path / "ds")
+    assert {record_episode(r["id"]) for r in recs} == {make_episode(1).episode_id, make_episode(2).episode_id}
+    assert {r["task"] for r in recs} == {"inbc"}

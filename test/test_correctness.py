@@ -196,6 +196,7 @@ def _expert_steps(family: str, seed: int) -> list[ActionStep]:
         return run_expert(task, env).episode.action_steps()
 
 
+@pytest.mark.sim
 def test_an_unparseable_answer_ends_the_episode_even_if_a_requery_would_succeed():
     from llara_core.evaluate import run_episode
 
@@ -206,6 +207,7 @@ def test_an_unparseable_answer_ends_the_episode_even_if_a_requery_would_succeed(
     assert row["reason"].startswith("unparseable")
 
 
+@pytest.mark.sim
 def test_a_text_whose_first_step_is_invalid_is_not_executed_even_when_a_later_step_parses():
     from llara_core.evaluate import run_episode
     from llara_core.execution import select_step
@@ -220,6 +222,7 @@ def test_a_text_whose_first_step_is_invalid_is_not_executed_even_when_a_later_st
 
 
 # -- README commands as a new user types them ---------------------------------------------------------------
+@pytest.mark.sim
 def test_bag_converted_answers_name_the_object_from_the_detections(sim_episode, tmp_path):
     """The same episode through the writer and through a bag gives the same records, text included."""
     DatasetWriter(tmp_path / "direct").add_episode(sim_episode)
@@ -236,6 +239,7 @@ def test_bag_converted_answers_name_the_object_from_the_detections(sim_episode, 
 
 
 @pytest.mark.ros
+@pytest.mark.sim
 def test_node_paths_expand_home_and_variables(sim_episode, tmp_path):
     home = tmp_path / "home"
     bag = write_episode_bag(sim_episode, home / "demos" / "ep1")
@@ -276,6 +280,7 @@ def test_validate_dataset_checks_the_content_of_each_record(tmp_path):
     assert r.returncode == 1 and "does not open" in r.stderr
 
 
+@pytest.mark.sim
 def test_failed_demonstrations_are_excluded_unless_asked_for(sim_episode, tmp_path):
     bag = write_episode_bag(sim_episode, tmp_path / "bags" / "ep")
     write_sidecar(bag, None, False)  # ~/mark_episode false
@@ -287,6 +292,7 @@ def test_failed_demonstrations_are_excluded_unless_asked_for(sim_episode, tmp_pa
     assert r.returncode == 0 and read_dataset(tmp_path / "b")
 
 
+@pytest.mark.sim
 def test_a_rerun_with_other_settings_says_so_instead_of_doing_nothing(sim_episode, tmp_path):
     bag = write_episode_bag(sim_episode, tmp_path / "bags" / "ep")
     out = str(tmp_path / "ds")

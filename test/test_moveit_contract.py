@@ -90,7 +90,7 @@ def _install(moveit_cls) -> None:
 
 @pytest.fixture
 def moveit_node(monkeypatch):
-    from test_robot_nodes import Robot
+    from ros_helpers import Robot
 
     monkeypatch.setitem(sys.modules, "moveit", None)
     CALLS.clear()
@@ -146,10 +146,10 @@ EXPECTED_STEP = [
 
 @pytest.mark.parametrize(("api", "cls"), [("jazzy", FakeMoveItPy), ("humble", FakeHumbleMoveItPy)])
 def test_a_step_makes_exactly_the_moveit_calls_a_real_run_needs(moveit_node, api, cls):
-    from test_robot_nodes import _ready
+    from ros_helpers import wait_ready
 
     robot = moveit_node(cls, api)
-    _ready(robot)
+    wait_ready(robot)
     setup = [("MoveItPy", "llara_moveit_py"), ("get_planning_component", "manipulator"),
              ("get_planning_component", "gripper"), ("PlanRequestParameters", "pilz_lin")]  # fmt: skip
     assert CALLS == setup

@@ -47,6 +47,8 @@ DEPENDENCY_OF = {
     "cv_bridge": "cv_bridge",
     "launch": "launch",
     "launch_ros": "launch_ros",
+    "robot_state_publisher": "robot_state_publisher",
+    "rviz2": "rviz2",
     "numpy": "python3-numpy",
     "cv2": "python3-opencv",
     "yaml": "python3-yaml",
@@ -77,6 +79,36 @@ DEPENDENCY_OF = {
 PIP_NAME = {"pinocchio": "pin"}
 
 
+def _launch_nodes(path: Path) -> list[tuple[str, str]]:
+    """(package, executable) of every Node(...) in a launch file, read with ast."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node":
+            kw = {k.arg: k.value for k in node.keywords}
+            out.append((ast.literal_eval(kw["package"]), ast.literal_eval(kw["executable"])))
+    return out
+
+
+def test_launch_files_start_what_bringup_starts_from_the_same_parameter_files():
+    """One source of truth: launch/X.launch.py and `python -m llara_ros.bringup config/<PARAMS>` agree."""
+    from llara_ros.bringup import NODES, nodes_of
+
+    scripts = {s.split("=")[0].strip() for s in _setup_call()["CONSOLE_SCRIPTS"]}
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        tree = ast.parse(path.read_text())
+        params = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                      and getattr(n.targets[0], "id", "") == "PARAMS")  # fmt: skip
+        ours = [exe for pkg, exe in _launch_nodes(path) if pkg == "llara_ros"]
+        assert ours == nodes_of(ROOT / "config" / params, [n for n in NODES if n in ours]), path.name
+        assert set(ours) <= scripts, f"{path.name} starts executables setup.py does not install"
+        assert not any(isinstance(n, ast.keyword) and n.arg == "remappings" for n in ast.walk(tree))  # none needed
+    assert (
+        set(NODES) <= scripts
+        and (ROOT / "config" / "fastdds.xml").is_file()
+        and (ROOT / "config" / "llara.rviz").is_file()
+    )
+
+
 def _imported_modules(*packages: str) -> set[str]:
     """Top-level modules imported anywhere in the packages (lazy imports inside functions included)."""
     found = set()
@@ -97,7 +129,9 @@ def test_package_xml_declares_exactly_what_the_code_imports():
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "llara_ros"
     assert root.find("export/build_type").text == "ament_python"
-    modules = _imported_modules("llara_core", "llara_ros") | {t.split("/")[0] for t, _ in CONTRACT_TYPES.values()}
+    modules = _imported_modules("llara_core", "llara_ros", "launch")
+    modules |= {t.split("/")[0] for t, _ in CONTRACT_TYPES.values()}  # message packages the recorder imports by name
+    modules |= {pkg for path in (ROOT / "launch").glob("*.launch.py") for pkg, _ in _launch_nodes(path)} - {"llara_ros"}
     unmapped = sorted(modules - set(DEPENDENCY_OF))
     assert not unmapped, f"say in DEPENDENCY_OF which rosdep key (or pip) provides {unmapped}"
     want = {DEPENDENCY_OF[m] for m in modules} - {"pip"}

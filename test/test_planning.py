@@ -385,3 +385,89 @@ def test_supervisor_approval_gate():
     timed_out = s.tick(15.5).done
     assert timed_out is not None and "timed out" in timed_out.reason and s.state == "idle"
     assert s.approve(16.0).execute is None  # nothing waits any more
+
+
+# -- what the mutation run found untested ---------------------------------------------------------------------
+def test_a_calibration_file_is_read_field_by_field(tmp_path):
+    f = tmp_path / "cam.yaml"
+    f.write_text(
+        "image_width: 640\nimage_height: 480\ncamera_name: c\n"
+        "camera_matrix: {rows: 3, cols: 3, data: [500, 0, 320, 0, 510, 240, 0, 0, 1]}\n"
+        "distortion_model: rational_polynomial\n"
+        "distortion_coefficients: {rows: 1, cols: 8, data: [0.1, -0.2, 0.001, 0.002, 0.05, 0.01, 0.02, 0.03]}\n"
+        "rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}\n"
+        "projection_matrix: {rows: 3, cols: 4, data: [490, 0, 321, 0, 0, 495, 241, 0, 0, 0, 1, 0]}\n"
+    )
+    cam = CameraModel.from_calibration_file(str(f))
+    assert (cam.width, cam.height, cam.distortion_model, cam.rectified) == (640, 480, "rational_polynomial", False)
+    assert cam.K.tolist() == [[500, 0, 320], [0, 510, 240], [0, 0, 1]]
+    assert cam.D.tolist() == [0.1, -0.2, 0.001, 0.002, 0.05, 0.01, 0.02, 0.03]
+    assert cam.P is not None and cam.P[0].tolist() == [490, 0, 321, 0] and cam.P[1, 2] == 241
+    assert cam.R is not None and np.allclose(cam.R, np.eye(3))
+    assert CameraModel.from_calibration_file(str(f), rectified=True).rectified
+    text = f.read_text()
+    for broken, why in (
+        ("image_width: 640\n", "image_width and image_height are required"),
+        ("data: [500, 0, 320, 0, 510, 240, 0, 0, 1]", "camera_matrix"),
+        ("rows: 3, cols: 4", "projection_matrix"),
+    ):
+        f.write_text(text.replace(broken, "data: [1, 2]" if "data" in broken else ("rows: 2, cols: 4" if "rows" in broken
+                                                                                     else "")))  # fmt: skip
+        with pytest.raises(DegenerateCameraError, match=why):
+            CameraModel.from_calibration_file(str(f))
+    f.write_text("- not a mapping\n")
+    with pytest.raises(DegenerateCameraError, match="expected a mapping"):
+        CameraModel.from_calibration_file(str(f))
+    with pytest.raises(DegenerateCameraError, match="cannot read"):
+        CameraModel.from_calibration_file(str(tmp_path / "none.yaml"))
+    f.write_text(
+        text.replace("distortion_model: rational_polynomial\n", "").replace(
+            "distortion_coefficients: {rows: 1, cols: 8, data: [0.1, -0.2, 0.001, 0.002, 0.05, 0.01, 0.02, 0.03]}\n", ""
+        )
+    )
+    bare = CameraModel.from_calibration_file(str(f))
+    assert bare.D.size == 0 and bare.distortion_model == ""
+
+
+def test_depth_lifts_along_the_ray_and_refuses_invalid_depth(sim_view):
+    from llara_core.geometry import BehindCameraError
+
+    cam, T = sim_view
+    p = cam.lift_depth([111.5, 111.5], 0.8)
+    assert np.allclose(p, [0.0, 0.0, 0.8])
+    pts = cam.lift_depth([[0.0, 0.0], [223.0, 100.0]], [1.0, 2.0])
+    assert np.allclose(pts[:, 2], [1.0, 2.0]) and np.allclose(cam.project(pts), [[0.0, 0.0], [223.0, 100.0]])
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(BehindCameraError):
+            cam.lift_depth([10.0, 10.0], bad)
+    # the median of the valid depths in the window: one wrong pixel and holes do not move the point
+    target = np.array([0.45, 0.05, 0.0])
+    xy = tuple(base_to_normalized(cam, T, target[None])[0])
+    z = (np.linalg.inv(T) @ [*target, 1.0])[2]
+    depth = np.full((224, 224), z, dtype=np.float32)
+    u, v = (round(c) for c in cam.normalized_to_pixel(xy))
+    depth[v, u] = 5.0
+    depth[v - 2, u - 2 : u + 3] = np.nan
+    depth[v + 2, u] = 0.0
+    assert np.linalg.norm(depth_point(cam, T, xy, depth) - target) < 1e-3
+    depth[v - 1 : v + 2, u - 1 : u + 2] = 0.0
+    assert np.linalg.norm(depth_point(cam, T, xy, depth, window=5) - target) < 1e-3
+    with pytest.raises(Exception, match="no valid depth"):
+        depth_point(cam, T, xy, depth, window=3)
+
+
+def test_a_plan_as_json_names_its_waypoints_and_gripper_commands(sim_view):
+    cam, T = sim_view
+    plan = plan_action(GOOD, cam, T, ExecutionSettings(refine_grasp=False))
+    out = plan.to_json()
+    assert out["labels"] == ["pre_grasp", "grasp", "lift", "pre_place", "place", "retreat"]
+    assert len(out["waypoints"]) == 6 and all(len(w) == 7 for w in out["waypoints"])
+    assert [(g["after"], g["closed"]) for g in out["gripper"]] == [(1, False), (2, True), (5, False)]
+    assert out["gripper"][0]["opening"] == pytest.approx(0.035) and out["gripper"][1]["opening"] is None
+    assert out["step"] == {"pick": [0.45, 0.45], "place": [0.55, 0.6], "rotation": 0.0}
+    assert np.allclose(out["waypoints"][1][:3], plan.lifted.pick, atol=1e-6)
+    kin = load_kinematics(SIM_CFG)
+    joints = plan_action(GOOD, cam, T, kinematics=kin, q0=kin.home).joints
+    segs = [j for j in joints if not isinstance(j, Gripper)]
+    assert [s.label for s in segs] == out["labels"] and all(np.all(np.diff(s.times) > 0) for s in segs)
+    assert np.allclose(kin.fk(segs[1].positions[-1])[:3, 3], plan.lifted.pick, atol=1e-3)

@@ -8,10 +8,8 @@ command at all.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,97 +17,18 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
-from rclpy.executors import MultiThreadedExecutor
-from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray, String
-from std_srvs.srv import Trigger
+from ros_helpers import Robot, params_file, start_node, stop_nodes, wait_ready
+from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from llara_core.actions import ActionStep, render_step
-from llara_core.sim.env import TabletopEnv
-from llara_core.sim.expert import run_expert
-from llara_core.sim.robot import ARM_JOINTS, HOME_Q
-from llara_core.sim.tasks import make_task
+from llara_core.sim.expert import expert_answers
+from llara_core.sim.robot import HOME_Q
 from llara_core.supervisor import StepDone
-from llara_ros.conversions import model_to_camera_info, numpy_to_image
-from llara_ros.driver import LoopDriver
-from llara_ros.qos import COMMAND, SENSOR
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1)
-
-
-def _params(tmp: Path, name: str, node: str = "action_node", **overrides) -> Path:
-    params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())[node]["ros__parameters"]
-    params.pop("use_sim_time", None)
-    params.pop("camera_info_file", None)  # camera_info comes from the topic (or does not)
-    params.update(overrides)
-    path = tmp / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({node: {"ros__parameters": params}}))
-    return path
-
-
-def _start(module: str, params: Path, log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", f"llara_ros.{module}", "--ros-args", "--params-file", str(params)]
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
-
-
-def _stop(*procs: subprocess.Popen) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-class Robot:
-    """This test's side of the wires: a fake camera and joint states, a spy on every command, the driver."""
-
-    def __init__(self) -> None:
-        self.node = rclpy.create_node("fake_robot")
-        self.driver = LoopDriver(self.node)
-        self.commands: list[object] = []
-        n = self.node
-        n.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
-                              self.commands.append, COMMAND)  # fmt: skip
-        n.create_subscription(Float64MultiArray, "/gripper_controller/commands", self.commands.append, COMMAND)
-        self.image_pub = n.create_publisher(Image, "/camera/color/image_raw", SENSOR)
-        self.info_pub = n.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR)
-        self.joints_pub = n.create_publisher(JointState, "/joint_states", SENSOR)
-        task = make_task("l1_placement", 3)
-        with TabletopEnv(task.scene) as env:
-            self.image, self.camera = env.render(), env.camera
-        self.send_camera = self.send_info = self.send_joints = True
-        self.joints = list(HOME_Q)
-        n.create_timer(0.05, self._publish)
-        self.executor = MultiThreadedExecutor()
-        self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def _publish(self) -> None:
-        if self.send_camera:
-            self.image_pub.publish(numpy_to_image(self.image, "rgb8"))
-        if self.send_info:
-            self.info_pub.publish(model_to_camera_info(self.camera))
-        if self.send_joints:
-            self.joints_pub.publish(JointState(name=list(ARM_JOINTS), position=[float(v) for v in self.joints]))
-
-    def call(self, service: str, timeout: float = 20.0) -> Trigger.Response:
-        cli = self.node.create_client(Trigger, service)
-        assert cli.wait_for_service(timeout_sec=timeout), service
-        fut = cli.call_async(Trigger.Request())
-        end = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        return fut.result()
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture
@@ -121,23 +40,12 @@ def robot():
     rclpy.shutdown()
 
 
-def _ready(robot: Robot, timeout: float = 30.0) -> None:
-    """Wait until the action node answers (its refusal of an empty text proves it is up and active)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        done = robot.driver.send("", timeout=1.0)
-        if done is not None:
-            assert not done.ok
-            return
-    raise AssertionError("action_node did not come up")
-
-
 def test_every_refusal_commands_nothing(robot, tmp_path):
-    proc = _start("action_node", _params(tmp_path, "strict", partial="refuse", max_image_age_s=0.5,
+    proc = start_node("action_node", params_file(tmp_path, "strict", partial="refuse", max_image_age_s=0.5,
                                          arrival_timeout_s=30.0), tmp_path / "action.log")  # fmt: skip
     try:
         robot.send_info = False
-        _ready(robot)
+        wait_ready(robot)
         assert "camera_info" in robot.driver.send(GOOD).reason
         robot.send_info = True
         time.sleep(0.5)
@@ -174,14 +82,14 @@ def test_every_refusal_commands_nothing(robot, tmp_path):
         time.sleep(0.3)
         assert len(robot.commands) == m
     finally:
-        _stop(proc)
+        stop_nodes(proc)
 
 
 def test_a_restarted_node_leaves_the_arm_still_and_approval_gates_every_plan(robot, tmp_path):
-    proc = _start("action_node", _params(tmp_path, "approve", require_approval=True, approval_timeout_s=2.0),
+    proc = start_node("action_node", params_file(tmp_path, "approve", require_approval=True, approval_timeout_s=2.0),
                   tmp_path / "action.log")  # fmt: skip
     try:
-        _ready(robot)
+        wait_ready(robot)
         time.sleep(1.0)
         assert robot.commands == []  # started mid-episode: nothing moves by itself
         robot.driver.action_pub.publish(String(data=GOOD))
@@ -197,16 +105,16 @@ def test_a_restarted_node_leaves_the_arm_still_and_approval_gates_every_plan(rob
         assert res.success, res.message
         assert robot.driver.wait_for(lambda: robot.commands, 10)
     finally:
-        _stop(proc)
+        stop_nodes(proc)
 
 
 def test_an_inactive_node_commands_nothing(robot, tmp_path):
-    proc = _start("action_node", _params(tmp_path, "manual", autostart=False), tmp_path / "action.log")
+    proc = start_node("action_node", params_file(tmp_path, "manual", autostart=False), tmp_path / "action.log")
     try:
         time.sleep(4.0)
         assert robot.driver.send(GOOD, timeout=3) is None and robot.commands == []
     finally:
-        _stop(proc)
+        stop_nodes(proc)
 
 
 def test_invalid_parameters_exit_with_a_clear_message(tmp_path):
@@ -218,23 +126,14 @@ def test_invalid_parameters_exit_with_a_clear_message(tmp_path):
     assert r.returncode == 2 and "unknown task families" in r.stderr
 
 
-def oracle_episode(driver: LoopDriver, family: str, seed: int, timeout: float = 120.0) -> dict:
-    """Publish the expert's steps of (family, seed) one after the other; the episode's end event."""
-    task = make_task(family, seed)
-    with TabletopEnv(task.scene) as env:
-        steps = run_expert(task, env).episode.action_steps()
-    for k, step in enumerate(steps, start=1):
-        done = driver.send(render_step(step, 1), timeout=timeout)
-        assert done is not None and done.ok, (seed, k, done)
-    return driver.episode_end(seed, timeout) or {"event": "none"}
-
-
 def test_the_expert_steps_over_dds_solve_the_task(robot, tmp_path):
     """sim_node + action_node in their own processes: the text of the expert's steps moves the simulated arm."""
-    sim = _start("sim_node", _params(tmp_path, "sim", node="sim_node", real_time_factor=4.0), tmp_path / "sim.log")
+    sim = start_node(
+        "sim_node", params_file(tmp_path, "sim", node="sim_node", real_time_factor=4.0), tmp_path / "sim.log"
+    )
     act_params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
     (tmp_path / "act.yaml").write_text(yaml.safe_dump({"action_node": act_params["action_node"]}))
-    act = _start("action_node", tmp_path / "act.yaml", tmp_path / "act.log")
+    act = start_node("action_node", tmp_path / "act.yaml", tmp_path / "act.log")
     robot.send_camera = robot.send_info = robot.send_joints = False  # the simulator publishes the robot now
     try:
         first = robot.driver.wait_for(lambda: next((e for e in robot.driver.events if e["event"] == "start"), None), 60)
@@ -244,12 +143,12 @@ def test_the_expert_steps_over_dds_solve_the_task(robot, tmp_path):
             if seed:
                 assert robot.driver.reset()["seed"] == seed
             time.sleep(0.5)
-            results.append(oracle_episode(robot.driver, "l1_placement", seed)["event"])
+            results.append(robot.driver.run_answers(expert_answers("l1_placement", seed), seed)["event"])
         assert results == ["success", "success"], (results, (tmp_path / "act.log").read_text()[-2000:])
         names = json.loads(json.dumps([e["event"] for e in robot.driver.events]))
         assert names.count("start") == 2
     finally:
-        _stop(act, sim)
+        stop_nodes(act, sim)
 
 
 def test_step_done_payload_is_what_the_policy_reads():

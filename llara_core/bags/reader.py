@@ -11,7 +11,7 @@ says what is missing and what the bag holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from llara_core.bags.detections import assign_boxes, boxes_from_detections, boxe
 from llara_core.bags.options import EPISODE_SIDECAR, BagError, BagOptions, typestore
 from llara_core.bags.recovery import needs_recovery, recover_bag
 from llara_core.bags.sidecars import read_sidecar
-from llara_core.episodes import CameraFrame, Episode, RobotState
+from llara_core.episodes import CameraFrame, Episode, align_states
 from llara_core.geometry import CameraModel, chain_transform, pose_msg_to_matrix, pose_to_matrix
 from llara_core.images import ImageEncodingError, decode, decode_compressed, to_rgb
 from llara_core.kinematics import GripperFilter, KinematicsError, RobotKinematics
@@ -42,19 +42,6 @@ def _image_decoder(msg: Any, msgtype: str) -> tuple[Callable[[], npt.NDArray[np.
         return (lambda: decode_compressed(data)), None
     h, w, step, enc, big = msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian)
     return (lambda: to_rgb(decode(data, h, w, step, enc, big), enc)), (h, w, 3)
-
-
-def align_states(
-    poses: Iterable[tuple[float, npt.NDArray[np.float64]]], grips: list[tuple[float, bool]]
-) -> list[RobotState]:
-    """One state per pose message, with the gripper value last received at or before it."""
-    grips = sorted(grips)
-    gt = np.array([g[0] for g in grips])
-    out = []
-    for t, M in sorted(poses, key=lambda p: p[0]):
-        i = int(np.searchsorted(gt, t + 1e-9, side="right")) - 1
-        out.append(RobotState(t, M, grips[max(i, 0)][1]))
-    return out
 
 
 def read_episode_bag(path: str | Path, options: BagOptions | None = None, episode_id: str | None = None) -> Episode:
@@ -137,7 +124,7 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                     info = msg
                 elif topic == tp.detections:
                     detections.append((_stamp(msg, t_ns), msg))
-                elif topic == tp.task:
+                elif topic == tp.task and msg.data.strip():  # an empty task clears it; the last one named wins
                     task_text = msg.data
                 elif topic == tp.tf_static:
                     for tr in msg.transforms:

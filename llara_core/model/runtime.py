@@ -186,3 +186,17 @@ class VLMPolicy:
         for o in outs:
             o.latency_s = dt
         return outs
+
+
+def load_policy(model: str = "", adapter: str | None = None, device: str = "cpu", dtype: str | None = None,
+                max_new_tokens: int = 96) -> Policy:  # fmt: skip
+    """The policy backend a configuration names (the shipped demo model when ``model`` is empty).
+
+    One place where nodes and commands turn configuration into a backend: a
+    remote backend plugs in here without touching them.
+    """
+    from llara_core.resources import demo_model_path
+
+    return VLMPolicy.from_pretrained(
+        model or demo_model_path(), adapter=adapter, device=device, dtype=dtype, max_new_tokens=max_new_tokens
+    )

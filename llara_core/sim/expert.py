@@ -163,6 +163,22 @@ def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, r
     return ExpertResult(success, reason, len(env.collisions), episode, len(step_objects), goals)
 
 
+def expert_answers(family: str, seed: int) -> list[str]:
+    """The expert's steps of (family, seed) as the answers a perfect model would give, one query each.
+
+    The oracle of the closed loop: what ``scripts/closed_loop_dds.py`` sends to
+    the action node to measure the robot side alone.
+    """
+    from llara_core.actions import render_step
+
+    task = make_task(family, seed)
+    with TabletopEnv(task.scene) as env:
+        result = run_expert(task, env)
+    if result.episode is None:
+        raise MotionError(f"the expert failed {family} seed {seed}: {result.reason}")
+    return [render_step(step, 1) for step in result.episode.action_steps()]
+
+
 def _single(task: Task, k: int) -> Task:
     return Task(task.family, task.seed, task.scene, task.instruction, [task.goals[k]])
 

@@ -1,0 +1,60 @@
+"""policy_node + action_node on a real robot: ros2 launch llara_ros policy.launch.py [rviz:=true] [urdf:=...].
+
+Parameters come from config/policy.yaml (``params_file:=`` for yours); the action
+node starts inactive and in dry run (README "Connecting a real arm"). The
+plain-venv equivalent, without ``launch``: python -m llara_ros.bringup config/policy.yaml.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import Command, LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+PARAMS = "policy.yaml"
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory("llara_ros")
+    params = LaunchConfiguration("params_file")
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", PARAMS)),
+            DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/llara.rviz"),
+            DeclareLaunchArgument(
+                "robot_state_publisher",
+                default_value="false",
+                description="publish robot_description and TF from urdf (if your driver does not)",
+            ),
+            DeclareLaunchArgument("urdf", default_value=os.path.join(share, "urdf", "llara_arm.urdf")),
+            SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
+            Node(
+                package="llara_ros", executable="policy_node", name="policy_node", parameters=[params], output="screen"
+            ),
+            Node(
+                package="llara_ros", executable="action_node", name="action_node", parameters=[params], output="screen"
+            ),
+            Node(
+                package="robot_state_publisher",
+                executable="robot_state_publisher",
+                parameters=[
+                    {
+                        "robot_description": ParameterValue(
+                            Command(["cat ", LaunchConfiguration("urdf")]), value_type=str
+                        )
+                    }
+                ],
+                condition=IfCondition(LaunchConfiguration("robot_state_publisher")),
+            ),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                arguments=["-d", os.path.join(share, "config", "llara.rviz")],
+                condition=IfCondition(LaunchConfiguration("rviz")),
+            ),
+        ]
+    )

@@ -1,0 +1,169 @@
+"""policy_node over real DDS, in its own process: image + task -> action text, LLaRA's re-query loop, its refusals.
+
+The fake robot (ros_helpers.Robot) publishes a simulator frame, its camera_info
+and joint states; this test plays the action node's part on ``step_done``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from ros_helpers import Robot, params_file, start_node, stop_nodes
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from llara_core.actions import parse_actions
+from llara_core.conversations import read_dataset
+from llara_core.loop import PolicyLoop
+from llara_core.supervisor import StepDone
+from llara_ros.qos import COMMAND, LATEST, TASK
+
+pytestmark = pytest.mark.ros
+
+
+class Watch:
+    def __init__(self, robot: Robot) -> None:
+        self.answers: list[str] = []
+        self.annotated: list[Image] = []
+        self.diag: list[dict[str, str]] = []
+        n = robot.node
+        n.create_subscription(String, "action_text", lambda m: self.answers.append(m.data), COMMAND)
+        n.create_subscription(Image, "annotated_image", self.annotated.append, LATEST)
+        n.create_subscription(DiagnosticArray, "/diagnostics", self._diag, COMMAND)
+        self.task = n.create_publisher(String, "/task", TASK)
+        self.done = n.create_publisher(String, "step_done", COMMAND)
+
+    def _diag(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name.endswith("policy_node"):
+                self.diag.append({"level": st.level, "message": st.message, **{kv.key: kv.value for kv in st.values}})
+
+
+def _wait(pred, timeout: float):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    return None
+
+
+@pytest.fixture
+def robot():
+    rclpy.init()
+    r = Robot(seed=0)
+    yield r
+    r.close()
+    rclpy.shutdown()
+
+
+def test_task_and_image_give_an_answer_then_a_requery_with_the_finished_step(robot, tmp_path):
+    w = Watch(robot)
+    proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", max_steps=2), tmp_path / "p.log")
+    try:
+        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        w.task.publish(String(data=robot.task.instruction))
+        first = _wait(lambda: w.answers, 30)
+        assert first and parse_actions(first[0]).ok, first
+        assert _wait(lambda: w.annotated, 10) and w.annotated[-1].width == 448  # the frame, upscaled, with its points
+        w.done.publish(String(data=StepDone(first[0], True).to_json()))
+        assert _wait(lambda: len(w.answers) >= 2, 30), "no re-query after a successful step"
+        prompt = _wait(lambda: next((d["last_prompt"] for d in reversed(w.diag) if "You have finished" in
+                                     d.get("last_prompt", "")), None), 10)  # fmt: skip
+        step1 = parse_actions(first[0]).steps[0]
+        assert prompt and f"({step1.pick[0]:.3f}," in prompt  # LLaRA's history carries the executed step
+        w.done.publish(String(data=StepDone(w.answers[1], True).to_json()))
+        time.sleep(2.0)
+        assert len(w.answers) == 2  # max_steps reached: no third query
+    finally:
+        stop_nodes(proc)
+
+
+def test_refusals_keep_the_node_alive_and_publish_no_action(robot, tmp_path):
+    w = Watch(robot)
+    robot.send_info = False
+    proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", max_image_age_s=0.5),
+                      tmp_path / "p.log")  # fmt: skip
+    try:
+        assert _wait(lambda: w.diag, 60)
+        w.task.publish(String(data=robot.task.instruction))
+        assert _wait(lambda: any("no camera_info" in d["message"] and d["level"] == b"\x02" for d in w.diag), 10), (
+            w.diag[-3:]
+        )
+        robot.send_camera = False
+        time.sleep(1.0)  # the newest frame is now older than max_image_age_s
+        robot.send_info = True
+        assert _wait(lambda: any("stale image" in d["message"] for d in w.diag), 10)
+        assert w.answers == []
+        w.task.publish(String(data=""))  # cleared: nothing is queried when the camera comes back
+        robot.send_camera = True
+        time.sleep(2.0)
+        assert w.answers == [] and proc.poll() is None
+    finally:
+        stop_nodes(proc)
+
+
+def test_a_model_that_does_not_load_stops_the_node_at_start_with_the_reason(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "llara_ros.policy_node", "--ros-args", "-p",
+                        f"model:={tmp_path / 'missing'}"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_garbage_answers_are_published_as_text_and_reported(robot, tmp_path):
+    """A random, untrained model: its answers are published verbatim (the action node refuses them) and counted."""
+    from test_model import SMALL
+
+    from llara_core.model.tiny import build_tiny_model
+    from llara_core.sim.demos import generate_demos
+
+    generate_demos(["l1_placement"], 1, tmp_path / "ds", seed=5, kinds=["inbc"], progress=False)
+    texts = [t["value"] for r in read_dataset(tmp_path / "ds") for t in r["conversations"]]
+    model = build_tiny_model(tmp_path / "random", texts, SMALL)
+    w = Watch(robot)
+    proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", model=str(model),
+                                                 max_new_tokens=24), tmp_path / "p.log")  # fmt: skip
+    try:
+        assert _wait(lambda: w.diag, 60)
+        w.task.publish(String(data=robot.task.instruction))
+        got = _wait(lambda: w.answers, 30)
+        assert got and not parse_actions(got[0]).ok
+        assert _wait(lambda: any(d.get("unparseable_answers") == "1" and d["level"] == b"\x02" for d in w.diag), 10)
+        assert proc.poll() is None
+    finally:
+        stop_nodes(proc)
+
+
+def test_an_answer_to_a_task_cleared_meanwhile_is_dropped():
+    loop = PolicyLoop(max_steps=3)
+    loop.on_task("put the red block into the bowl", now=0.0)
+    assert loop.wants_query(frame_time=0.1)
+    gen = loop.start_query()
+    loop.on_task("", now=0.2)  # cleared while the model runs
+    assert not loop.answered(gen, "Step 1: …") and loop.phase == "idle"
+    loop.on_task("put the blue bar onto the pad", now=0.3)
+    assert not loop.wants_query(frame_time=0.25)  # only a frame taken after the task counts
+    gen = loop.start_query()
+    assert loop.answered(gen, "x")
+    loop.on_step_done(StepDone("x", False, "busy"), now=1.0)
+    assert loop.phase == "want_query" and loop.failures == 1 and not loop.wants_query(1.1)  # settle first
+    assert loop.wants_query(1.4)
+
+
+def test_the_closed_loop_over_dds_records_converts_and_acts(tmp_path):
+    """make demo at two episodes: sim_node -> policy_node -> action_node -> sim_node, recorded and converted."""
+    r = subprocess.run([sys.executable, "-m", "llara_ros.demo", "--episodes", "2", "--out", str(tmp_path / "demo"),
+                        "--real-time-factor", "3"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert "DEMO COMPLETE" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    import json
+
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert [e["event"] for e in metrics["episodes"]] != [None, None]  # every episode ended with an event
+    assert all(e["event"] in ("success", "failure", "timeout") for e in metrics["episodes"])
+    assert len(list((tmp_path / "demo").glob("episode_*.gif"))) == 2
+    assert len(list((tmp_path / "demo" / "bags").iterdir())) == 2
