@@ -3,7 +3,7 @@
 Why this exists beside the MuJoCo simulator: it builds an :class:`Episode` in
 milliseconds from nothing but :mod:`llara_core.geometry`, with ground truth
 known exactly (every pixel comes from projecting known 3-D points). Tests of
-the data pipeline and the library-only demo use it; anything that needs
+the data pipeline use it (datasets, prompts, the writer's crash safety); anything that needs
 contacts, grasps or a robot model uses ``llara_core.sim`` instead.
 
 Scene: robot base at the origin, table plane z = 0, blocks (cubes) and flat

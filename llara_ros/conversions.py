@@ -6,6 +6,9 @@ module only unpacks and packs the rclpy message fields.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from geometry_msgs.msg import Pose, PoseStamped
@@ -23,8 +26,29 @@ def image_to_numpy(msg: Image) -> npt.NDArray[np.generic]:
     return decode(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
 
 
-def image_to_rgb(msg: Image) -> npt.NDArray[np.uint8]:
-    """Image message -> H×W×3 RGB uint8 (what the policy and the dataset writer consume)."""
+@functools.cache
+def _cv_bridge() -> Any:
+    """ROS 2's cv_bridge where a workspace provides it (None in a plain venv: the PyPI cv-bridge is ROS 1's)."""
+    try:
+        from cv_bridge import CvBridge  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    return CvBridge()
+
+
+def image_to_rgb(msg: Image, use_cv_bridge: bool = True) -> npt.NDArray[np.uint8]:
+    """Image message -> H×W×3 RGB uint8 (what the policy and the dataset writer consume).
+
+    cv_bridge when it is importable and knows the encoding, else the numpy
+    converter of :mod:`llara_core.images` (the same result; a test compares them
+    where both exist).
+    """
+    bridge = _cv_bridge() if use_cv_bridge else None
+    if bridge is not None and msg.encoding in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
+        try:
+            return np.ascontiguousarray(bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception:  # cv_bridge's own error types: fall back to the numpy converter below
+            pass
     return to_rgb(image_to_numpy(msg), msg.encoding)
 
 

@@ -84,3 +84,15 @@ def test_encodings_and_padding():
 def test_pose_round_trip():
     T = look_at([1.0, 0.2, 0.8], [0.5, 0.0, 0.0])
     assert np.allclose(pose_to_matrix_msg(matrix_to_pose_msg(T)), T)
+
+
+def test_cv_bridge_and_the_numpy_converter_agree_where_both_exist():
+    """Runs in a ROS 2 workspace (cv_bridge installed); a plain venv has no ROS 2 cv_bridge, so it skips there."""
+    pytest.importorskip("cv_bridge", reason="ROS 2 cv_bridge is not installed (plain venv)")
+    from llara_ros.conversions import image_to_rgb, numpy_to_image
+
+    rng = np.random.default_rng(0)
+    for enc, ch in (("rgb8", 3), ("bgr8", 3), ("rgba8", 4), ("mono8", 1)):
+        arr = rng.integers(0, 255, (5, 7, ch) if ch > 1 else (5, 7), dtype=np.uint8)
+        msg = numpy_to_image(arr, enc)
+        assert np.array_equal(image_to_rgb(msg), image_to_rgb(msg, use_cv_bridge=False)), enc
