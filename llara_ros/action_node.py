@@ -40,7 +40,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Bool, String
@@ -56,6 +55,7 @@ from llara_ros.backends import Backend, DryRunBackend, JointTrajectoryBackend, M
 from llara_ros.conversions import camera_info_to_model, image_msg_to_array, image_msg_to_rgb
 from llara_ros.params import declare_config, read_config
 from llara_ros.qos import COMMAND, LATEST, SENSOR, TASK
+from llara_ros.spin import run_node
 from llara_ros.visualization import plan_goals, plan_markers
 
 # The recorder's and the simulator's topic names (the bag contract); remap them to your camera's (-r OLD:=NEW).
@@ -322,6 +322,10 @@ class ActionNode(LifecycleNode):
         else:
             self.get_logger().info("estop cleared")
 
+    def close(self) -> None:
+        """Stop any motion (process shutdown)."""
+        self._halt("shutdown")
+
     def _halt(self, why: str) -> None:
         self.stop.set()
         if self.backend is not None and self.context.ok():
@@ -356,25 +360,7 @@ class ActionNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ActionNode()
-    except (LlaraError, ValueError) as exc:
-        print(f"action_node: invalid parameters: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node._halt("shutdown")
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ActionNode, "action_node", args, threads=3)
 
 
 if __name__ == "__main__":

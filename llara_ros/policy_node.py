@@ -28,9 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -46,6 +44,7 @@ from llara_ros.conversions import image_msg_to_rgb, numpy_to_image
 from llara_ros.messages import message_class, package_available
 from llara_ros.params import declare_config, read_config
 from llara_ros.qos import COMMAND, LATEST, SENSOR, TASK
+from llara_ros.spin import run_node
 
 IMAGE_TOPIC, CAMERA_INFO_TOPIC = "/camera/color/image_raw", "/camera/color/camera_info"
 TASK_TOPIC, DETECTIONS_TOPIC = "/task", "/detections"
@@ -231,27 +230,9 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (LlaraError, ValueError, OSError) as exc:  # FileNotFoundError is an OSError
-        print(f"policy_node: cannot start: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
     # One executor thread: the callbacks are short, and every extra Python thread competes with the model's
     # decoding loop for the GIL (measured: the answer took several times longer with two executor threads).
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, "policy_node", args)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from llara_core.errors import LlaraError
 from llara_core.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
 from llara_ros.messages import message_class, package_available
 from llara_ros.params import declare_config, read_config
+from llara_ros.spin import run_node
 
 
 class RecorderNode(Node):
@@ -135,22 +134,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except (ValueError, LlaraError) as exc:
-        print(f"recorder_node: invalid parameters: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RecorderNode, "recorder_node", args)
 
 
 if __name__ == "__main__":

@@ -22,11 +22,9 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import PoseStamped
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -34,13 +32,13 @@ from std_msgs.msg import Bool, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from llara_core.errors import LlaraError
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
 from llara_core.sim.live import LiveSim, SimConfig
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
 from llara_ros.messages import package_available
 from llara_ros.params import declare_config, read_config
 from llara_ros.qos import COMMAND, SENSOR, TASK
+from llara_ros.spin import run_node
 
 
 class SimNode(Node):
@@ -73,6 +71,9 @@ class SimNode(Node):
         self._started = not self.cfg.wait_for_reset
         if self._started:
             self._announce()
+
+    def close(self) -> None:
+        self.sim.close()
 
     # -- commands ----------------------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
@@ -164,22 +165,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except (LlaraError, ValueError) as exc:
-        print(f"sim_node: invalid parameters: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.sim.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, "sim_node", args)
 
 
 if __name__ == "__main__":
