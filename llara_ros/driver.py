@@ -60,11 +60,16 @@ class LoopDriver:
                 self.cond.wait(min(left, 0.1))
 
     def send(self, text: str, timeout: float = 60.0) -> StepDone | None:
-        """Publish one action text and wait for its step_done."""
+        """Publish one action text and wait for the step_done that answers it.
+
+        Matched on the echoed text, not on arrival order: answers to earlier
+        sends that timed out on this side (e.g. discovery probes) may still
+        arrive and must not be taken for this one's.
+        """
         with self.cond:
             n = len(self.done)
         self.action_pub.publish(String(data=text))
-        got: StepDone | None = self.wait_for(lambda: self.done[n] if len(self.done) > n else None, timeout)
+        got: StepDone | None = self.wait_for(lambda: next((d for d in self.done[n:] if d.step == text), None), timeout)
         return got
 
     def episode_end(self, seed: int, timeout: float) -> dict[str, Any] | None:

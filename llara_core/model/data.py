@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llara_core.prompts import IMAGE_TOKEN
+
 IGNORE_INDEX = -100
 
 
-def user_messages(question: str, image_token: str = "<image>") -> list[dict[str, Any]]:
+def user_messages(question: str, image_token: str = IMAGE_TOKEN) -> list[dict[str, Any]]:
     """A LLaVA human turn (``<image>\\n…``) as a chat message with an image part and a text part."""
     text = question.replace(image_token, "").lstrip("\n")
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import CameraFrame, Episode, ObjectBox, RobotState
-from llara_core.geometry import CameraModel, base_to_normalized, transform_points
+from llara_core.geometry import CAMERA_FRAME, CameraModel, base_to_normalized, transform_points
 from llara_core.sim import select_gl
 from llara_core.sim.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, HOME_Q, TCP_FRAME
 from llara_core.sim.scene import ARM_BODIES, CAMERA_NAME, FINGER_BODIES, Scene, build_spec
@@ -67,7 +67,7 @@ class TabletopEnv:
         self._arm_act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in ARM_JOINTS])
         self._finger_act = np.array([mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in FINGER_JOINTS])
         self._tcp = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, TCP_FRAME)
-        self._cam_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "camera_color_optical_frame")
+        self._cam_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, CAMERA_FRAME)
         self._obj_body = {o.name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, o.name) for o in scene.objects}
         self._body_name = {i: mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, i) for i in range(m.nbody)}
         self._arm_body_ids = {i for i, n in self._body_name.items() if n in ARM_BODIES}

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.errors import LlaraError
+from llara_core.geometry import CAMERA_FRAME
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.15, 0.15),
@@ -205,7 +206,7 @@ def build_spec(scene: Scene, fovy: float, width: int, height: int, urdf: str | N
         a.forcerange = [-12.0, 12.0]
         spec.joint(j).armature = 0.01
 
-    cam_body = spec.body("camera_color_optical_frame")
+    cam_body = spec.body(CAMERA_FRAME)
     cam = cam_body.add_camera()
     cam.name = CAMERA_NAME
     cam.fovy = fovy
