@@ -138,6 +138,52 @@ def _convert(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+@subcommand(
+    "inspect-bag",
+    "show what a bag holds and whether the conversion config would convert it; exit 1 if it would not",
+    "Topics with types and counts, the transforms in /tf_static, the value ranges of the gripper topic and of "
+    "every joint, the camera's intrinsics, then the converter's own verdict: converts (steps, samples per kind) "
+    "or the reason and what to set. Takes the same --config and flags as convert-bags. Never modifies the bag.",
+)
+def _inspect(p: argparse.ArgumentParser) -> Handler:
+    from llara_core.convert import ConversionConfig
+
+    p.add_argument("bag", help="one bag folder")
+    p.add_argument("--config", default=None, help="YAML conversion config, as for convert-bags (default: none)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (default: text)")
+    add_arguments(p, ConversionConfig)
+
+    def run(args: argparse.Namespace) -> int:
+        from llara_core.convert import inspect_bag
+
+        cfg = from_args(ConversionConfig, args, args.config)
+        res = inspect_bag(_existing(args.bag, "bag"), cfg)
+        verdict = res.pop("verdict")
+        if args.json:
+            print(json.dumps({**res, "verdict": verdict}, indent=2))
+        else:
+            for key, value in res.items():
+                if isinstance(value, list) and value and isinstance(value[0], dict):
+                    print(f"{key}:")
+                    for row in value:
+                        print("  " + "  ".join(str(v) for v in row.values()))
+                elif isinstance(value, (list, dict)) and value:
+                    print(f"{key}:")
+                    for item in value.items() if isinstance(value, dict) else value:
+                        print(f"  {item[0]}: {item[1]}" if isinstance(item, tuple) else f"  {item}")
+                else:
+                    print(f"{key}: {value}")
+            if verdict["converts"]:
+                print(f"converts: {verdict['steps']} steps, samples {verdict['samples']}")
+                for kind, why in verdict.get("kinds_without_samples", {}).items():
+                    print(f"  no {kind} samples: {why}")
+            else:
+                print(f"does not convert: {verdict['reason']}")
+        return 0 if verdict["converts"] else 1
+
+    return run
+
+
 # -- simulator -------------------------------------------------------------------------------------
 @subcommand(
     "sim-demos",

@@ -35,7 +35,14 @@ from llara_core.episodes import Episode
 from llara_core.errors import LlaraError
 from llara_core.fileio import atomic_write_bytes, atomic_write_json
 from llara_core.images import encode_png
-from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, dinbc_prompt, inbc_prompt
+from llara_core.prompts import (
+    AUX_TASKS,
+    DEFAULT_END_EFFECTOR,
+    IMAGE_TOKEN,
+    action_prediction,
+    dinbc_prompt,
+    inbc_prompt,
+)
 
 GENERATOR = "llara_core.conversations"
 GENERATOR_VERSION = "1"
@@ -66,7 +73,9 @@ class Sample:
     frame_index: int
 
 
-def episode_samples(episode: Episode, kinds: Sequence[str], seed: int = 0) -> tuple[list[Sample], dict[str, str]]:
+def episode_samples(
+    episode: Episode, kinds: Sequence[str], seed: int = 0, end_effector: str = DEFAULT_END_EFFECTOR
+) -> tuple[list[Sample], dict[str, str]]:
     """All samples of the requested task kinds for one episode, plus ``{kind: reason}`` for kinds skipped.
 
     inBC/D-inBC give one sample per step: the observation before the step, the
@@ -88,15 +97,19 @@ def episode_samples(episode: Episode, kinds: Sequence[str], seed: int = 0) -> tu
             for k, (act, st) in enumerate(zip(actions, steps, strict=True)):
                 history = actions[:k]
                 if kind == "inbc":
-                    q = inbc_prompt(episode.instruction, kind=episode.kind, history=history, rng=rng)
+                    q = inbc_prompt(episode.instruction, kind=episode.kind, history=history, rng=rng,
+                                    end_effector=end_effector)  # fmt: skip
                 else:
                     objs = episode.objects_at(st.obs_frame)
                     if not objs:
                         continue
-                    q = dinbc_prompt(episode.instruction, objs, kind=episode.kind, history=history, rng=rng)
+                    q = dinbc_prompt(episode.instruction, objs, kind=episode.kind, history=history, rng=rng,
+                                     end_effector=end_effector)  # fmt: skip
                 got.append(Sample(kind, q, render_step(act, k + 1), st.obs_frame))
         else:
-            got = [Sample(kind, qa.question, qa.answer, qa.frame_index) for qa in AUX_TASKS[kind](episode, rng)]
+            qas = (action_prediction(episode, rng, end_effector) if kind == "action_prediction"
+                   else AUX_TASKS[kind](episode, rng))  # fmt: skip
+            got = [Sample(kind, qa.question, qa.answer, qa.frame_index) for qa in qas]
         if got:
             samples.extend(got)
         else:
@@ -215,10 +228,17 @@ def validate_content(rec: dict[str, Any], root: Path | None = None) -> str | Non
 class DatasetWriter:
     """Write episodes into a dataset folder, resumably; see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike[str], kinds: Sequence[str] = TASK_KINDS, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        kinds: Sequence[str] = TASK_KINDS,
+        seed: int = 0,
+        end_effector: str = DEFAULT_END_EFFECTOR,
+    ) -> None:
         self.kinds = list(check_kinds(kinds))
         self.root = Path(root)
         self.seed = seed
+        self.end_effector = end_effector
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
 
     def _shard(self, episode_id: str) -> Path:
@@ -235,7 +255,7 @@ class DatasetWriter:
             raise ValueError(f"episode id {eid!r} must match {_SAFE_ID.pattern} (it names files)")
         if self.has_episode(eid):
             return dict(Counter(r["task"] for r in _read_jsonl(self._shard(eid))))
-        samples, skipped = episode_samples(episode, self.kinds, self.seed)
+        samples, skipped = episode_samples(episode, self.kinds, self.seed, self.end_effector)
         images: dict[int, str] = {}
         for fi in sorted({s.frame_index for s in samples}):
             rel = f"images/{eid}/{fi:06d}.png"
@@ -267,6 +287,7 @@ class DatasetWriter:
             "generator_version": GENERATOR_VERSION,
             "created_unix": time.time(),
             "seed": self.seed,
+            "end_effector": self.end_effector,  # the prompts' wording; training copies it to the model folder
             "task_kinds": self.kinds,
             "counts": dict(sorted(Counter(r.get("task", "unknown") for r in records).items())),
             "total": len(records),
@@ -287,6 +308,31 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DatasetError(f"{path.name} line {n}: invalid JSON ({exc.msg})") from exc
     return out
+
+
+#: Beside a trained model: the prompt settings of the data it was trained on (the policy prompts the same way).
+PROMPT_SETTINGS_FILE = "llara_prompt.json"
+
+
+def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
+    """The prompt settings shared by these datasets' manifests (``end_effector``), for the model folder.
+
+    A dataset without a manifest, or from before the setting existed, used
+    LLaRA's default wording. Datasets with different wordings cannot train one
+    model that a policy prompts consistently: DatasetError.
+    """
+    found: dict[str, list[str]] = {}
+    for root in map(Path, roots):
+        manifest = root / "manifest.json"
+        try:
+            value = json.loads(manifest.read_text()).get("end_effector") if manifest.is_file() else None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{manifest}: unreadable manifest ({exc})") from exc
+        found.setdefault(value or DEFAULT_END_EFFECTOR, []).append(str(root))
+    if len(found) > 1:
+        raise DatasetError(f"the datasets name different end effectors in their prompts: {found}; convert them "
+                           "with one 'end_effector' setting")  # fmt: skip
+    return {"end_effector": next(iter(found), DEFAULT_END_EFFECTOR)}
 
 
 def write_dataset(

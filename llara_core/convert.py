@@ -26,6 +26,7 @@ Configuration (YAML, ``--config``; every key is also a flag and a node parameter
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import sys
@@ -35,11 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llara_core.bags import BagError, BagOptions, read_episode_bag
+from llara_core.bags import BOXES_SIDECAR, BagError, BagOptions, read_episode_bag
 from llara_core.config import load_yaml, setting, to_dict
 from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
-from llara_core.errors import UsageError
+from llara_core.episodes import Episode
+from llara_core.errors import UsageError, one_line
 from llara_core.fileio import atomic_write_json
+from llara_core.prompts import DEFAULT_END_EFFECTOR, action_format
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,18 @@ class ConversionConfig:
     bag: BagOptions = field(default_factory=BagOptions)
     workers: int = setting(1, "parallel processes over bags")
     seed: int = setting(0, "seed of the prompts' paraphrases")
+    end_effector: str = setting(
+        DEFAULT_END_EFFECTOR,
+        "the end effector the prompts name (LLaRA's 'suction cup' by default; e.g. 'gripper'); the policy must use "
+        "the same (it is stored in the manifest and copied into the trained model)",
+    )
     include_failed: bool = setting(
         False, "also convert demonstrations the operator marked unsuccessful (behaviour cloning learns from successes)"
     )
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds)
+        action_format("pick_place", self.end_effector)  # validates the phrase
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
@@ -83,21 +94,17 @@ def expand_bags(paths: Sequence[str | Path]) -> list[Path]:
     """Bag folders; a folder without metadata.yaml or storage files is taken as a folder of bags."""
     out: list[Path] = []
     for p in map(Path, paths):
-        is_bag = (p / "metadata.yaml").is_file() or any(p.glob("*.mcap")) or any(p.glob("*.db3"))
-        out.extend([p] if is_bag or not p.is_dir() else sorted(c for c in p.iterdir() if c.is_dir()))
+        try:
+            is_bag = (p / "metadata.yaml").is_file() or any(p.glob("*.mcap")) or any(p.glob("*.db3"))
+            out.extend([p] if is_bag or not p.is_dir() else sorted(c for c in p.iterdir() if c.is_dir()))
+        except OSError:  # unreadable: taken as one bag, so that its conversion reports why (never a crash here)
+            out.append(p)
     return out
 
 
 def episode_id_for(bag: Path) -> str:
     """A file-name-safe, stable episode id from the bag folder's name."""
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", bag.name).lstrip("._-") or "episode"
-
-
-def _one_line(exc: BaseException) -> str:
-    """An error as one line: its type (unless a BagError, whose message is written for people) and first line."""
-    text = (str(exc).strip().splitlines() or [""])[0]
-    text = text if len(text) <= 400 else text[:400] + " …"
-    return text if isinstance(exc, BagError) else f"{type(exc).__name__}: {text}"
 
 
 def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any]:
@@ -109,25 +116,55 @@ def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any
     """
     eid = episode_id_for(bag)
     try:
-        writer = DatasetWriter(out, config.kinds, config.seed)
+        writer = DatasetWriter(out, config.kinds, config.seed, config.end_effector)
         if writer.has_episode(eid):
             return {"bag": str(bag), "status": "already_converted"}
         ep = read_episode_bag(bag, config.bag, episode_id=eid)
         if ep.metadata.get("operator_success") is False and not config.include_failed:
             why = "the operator marked this demonstration unsuccessful; set include_failed to convert it anyway"
             return {"bag": str(bag), "status": "excluded", "reason": why}
-        if not ep.steps():
-            raise BagError(f"{bag}: no grasp (no gripper close followed by an open)")
+        check_grasps(ep, config.bag)
         counts = writer.add_episode(ep, source=str(bag))
     except Exception as exc:  # the per-bag boundary (see the docstring)
-        return {"bag": str(bag), "status": "skipped", "reason": _one_line(exc), "error_type": type(exc).__name__}
+        log.debug("bag %s skipped", bag, exc_info=True)
+        reason = one_line(exc).replace(f"{bag}/", "").replace(str(bag), "the bag")  # the report names it once
+        return {"bag": str(bag), "status": "skipped", "reason": reason, "error_type": type(exc).__name__}
     notes: dict[str, Any] = {
         k: ep.metadata[k] for k in ("truncated", "recovered_messages", "operator_success") if k in ep.metadata
     }
     missing = [k for k in config.kinds if k not in counts]
     if missing:  # e.g. D-inBC without detections: skipped, never invented
         notes["kinds_without_samples"] = missing
+        notes["why"] = missing_kinds_reason(ep, config.bag)
     return {"bag": str(bag), "status": "converted", "samples": counts, "notes": notes}
+
+
+def check_grasps(ep: Episode, opt: BagOptions) -> None:
+    """BagError when the episode has no pick/place step, saying what the gripper signal did and what to set."""
+    if ep.steps():
+        return
+    signal = ep.metadata.get("gripper_signal", "the gripper signal")
+    rng = ep.metadata.get("gripper_range")
+    closes = sum(1 for a, b in zip(ep.states, ep.states[1:], strict=False) if b.gripper_closed and not a.gripper_closed)
+    if rng is not None and opt.gripper_threshold is not None:
+        lo, hi = rng
+        where = "outside it" if not lo <= opt.gripper_threshold <= hi else "inside it"
+        detail = f"{signal} ranged {lo:.4g}–{hi:.4g}; 'bag.gripper_threshold' {opt.gripper_threshold:g} is {where}"
+        if where == "inside it":
+            detail += f" ({closes} closes; check 'bag.gripper_closed_below' and 'bag.gripper_hysteresis')"
+    else:
+        detail = (
+            f"{signal} closed {closes} times and never opened after a close" if closes else f"{signal} never closed"
+        )
+    raise BagError(f"no grasp (a gripper close followed by an open): {detail}")
+
+
+def missing_kinds_reason(ep: Episode, opt: BagOptions) -> str:
+    """Why D-inBC / auxiliary kinds produced nothing for this episode (boxes are never invented)."""
+    if not any(f.objects for f in ep.frames):
+        return (f"no object boxes: the bag has no {opt.topics.detections} messages and no {BOXES_SIDECAR} "
+                "(D-inBC and the auxiliary tasks need them)")  # fmt: skip
+    return "object boxes present but none at a step's observation frame"
 
 
 def _convert_star(args: tuple[Path, Path, ConversionConfig]) -> dict[str, Any]:
@@ -184,7 +221,7 @@ def convert_bags(
     cfg = config or ConversionConfig()
     out = Path(out)
     check_settings(out, cfg, force)
-    DatasetWriter(out, cfg.kinds, cfg.seed)  # creates the folder; validates kinds
+    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.end_effector)  # creates the folder; validates kinds
     jobs = [(Path(b), out, cfg) for b in bags]
     report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "excluded": [],
                               "samples": {}, "notes": {}}  # fmt: skip
@@ -209,7 +246,9 @@ def convert_bags(
             report["samples"][k] = report["samples"].get(k, 0) + n
         if r.get("notes"):
             report["notes"][r["bag"]] = r["notes"]
-    DatasetWriter(out, cfg.kinds, cfg.seed).finalize({"report": "report.json", "conversion": settings_of(cfg)})
+    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.end_effector).finalize(
+        {"report": "report.json", "conversion": settings_of(cfg)}
+    )
     atomic_write_json(out / "report.json", report)
     return report
 
@@ -227,7 +266,79 @@ def print_report(report: dict[str, object]) -> int:
     for s in excluded:  # type: ignore[attr-defined]
         print(f"  EXCLUDED {s['bag']}: {s['reason']}", file=sys.stderr)
     for bag, notes in report["notes"].items():  # type: ignore[attr-defined]
-        for k, v in notes.items():
-            if k != "operator_success":
-                print(f"  WARNING {bag}: {k}: {v}", file=sys.stderr)
+        if "kinds_without_samples" in notes:
+            kinds = ", ".join(notes["kinds_without_samples"])
+            print(f"  WARNING {bag}: no {kinds} samples: {notes.get('why', '')}", file=sys.stderr)
+        for k in ("truncated", "recovered_messages"):
+            if k in notes:
+                print(f"  WARNING {bag}: {k.replace('_', ' ')}: {notes[k]}", file=sys.stderr)
     return 2 if skipped else 0
+
+
+def inspect_bag(bag: str | Path, config: ConversionConfig | None = None) -> dict[str, Any]:
+    """What a user runs first on a new bag: its contents, and whether ``config`` would convert it (if not, why).
+
+    Topics with types and counts, the transforms in /tf_static, the ranges of
+    the gripper topic and of every joint (to choose ``gripper_threshold`` /
+    ``gripper_joint``), the camera's intrinsics; then the converter's own read
+    and checks (:func:`read_episode_bag`, :func:`check_grasps`,
+    :func:`episode_samples`), so the verdict is exactly what conversion does.
+    An unfinished bag is not touched (conversion would recover it in place).
+    """
+    from llara_core.bags import needs_recovery
+    from llara_core.bags.reader import open_bag, value_ranges
+    from llara_core.conversations import episode_samples
+
+    cfg = config or ConversionConfig()
+    tp, path = cfg.bag.topics, Path(bag)
+    out: dict[str, Any] = {"bag": str(path)}
+    if needs_recovery(path):
+        out["verdict"] = {"converts": None, "reason": "unfinished bag (no metadata.yaml): convert-bags recovers its "
+                          "complete messages first (the originals move to unfinished/)"}  # fmt: skip
+        return out
+    try:
+        reader = open_bag(path, cfg.bag.distro)
+    except BagError as exc:
+        out["verdict"] = {"converts": False, "reason": str(exc)}
+        return out
+    try:
+        out["topics"] = [{"topic": c.topic, "type": c.msgtype, "count": c.msgcount}
+                         for c in sorted(reader.connections, key=lambda c: c.topic)]  # fmt: skip
+        have = {c.topic for c in reader.connections}
+        tf_conns = [c for c in reader.connections if c.topic == tp.tf_static]
+        edges = []
+        for c, _, raw in reader.messages(connections=tf_conns):
+            edges += [
+                f"{t.header.frame_id} -> {t.child_frame_id}" for t in reader.deserialize(raw, c.msgtype).transforms
+            ]
+        out["tf_static"] = sorted(set(edges))
+        for topic in (tp.gripper, tp.joint_states):
+            if topic in have:
+                out[f"ranges {topic}"] = {
+                    k: [round(a, 6), round(b, 6)] for k, (a, b) in value_ranges(reader, topic).items()
+                }
+        info_conns = [c for c in reader.connections if c.topic == tp.camera_info]
+        for c, _, raw in reader.messages(connections=info_conns):
+            m = reader.deserialize(raw, c.msgtype)
+            out["camera"] = {"frame": m.header.frame_id, "size": [int(m.width), int(m.height)],
+                             "fx_fy_cx_cy": [float(m.k[0]), float(m.k[4]), float(m.k[2]), float(m.k[5])],
+                             "distortion_model": m.distortion_model, "D": [float(v) for v in m.d]}  # fmt: skip
+            break
+    except Exception as exc:  # a truncated tail: what was listed so far stands
+        out["read_error"] = one_line(exc)
+    finally:
+        reader.close()
+    try:
+        ep = read_episode_bag(path, cfg.bag, episode_id=episode_id_for(path))
+        check_grasps(ep, cfg.bag)
+        samples, skipped = episode_samples(ep, cfg.kinds, cfg.seed, cfg.end_effector)
+    except Exception as exc:  # the same boundary as convert_one
+        out["verdict"] = {"converts": False, "reason": one_line(exc)}
+        return out
+    counts: dict[str, int] = {}
+    for smp in samples:
+        counts[smp.kind] = counts.get(smp.kind, 0) + 1
+    out["verdict"] = {"converts": True, "steps": len(ep.steps()), "frames": len(ep.frames), "samples": counts}
+    if skipped:
+        out["verdict"]["kinds_without_samples"] = {k: missing_kinds_reason(ep, cfg.bag) for k in skipped}
+    return out

@@ -19,3 +19,15 @@ class ConfigError(LlaraError, ValueError):
 
 class UsageError(LlaraError, ValueError):
     """A command was called wrongly: missing input, bad option combination (the CLI exits with code 2)."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An error as one line for a report: its type (unless it is ours, written for people) and first line.
+
+    Third-party messages can run to a thousand characters (a parser's dump of a
+    message definition); reports keep the first line, shortened, and callers
+    log the full text at debug level.
+    """
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= limit else text[:limit] + " …"
+    return text if isinstance(exc, LlaraError) else f"{type(exc).__name__}: {text}"

@@ -36,6 +36,9 @@ class PolicyConfig:
     prompt_mode: Literal["inbc", "d_inbc"] = setting(
         "inbc", "inbc, or d_inbc with object boxes from the detections topic in the prompt"
     )
+    end_effector: str | None = setting(
+        None, "end effector named in the prompt (unset: the wording the model was trained with; see convert-bags)"
+    )
     max_steps: int = setting(4, "executed steps after which the episode stops querying")
     on_failure: Literal["requery", "stop"] = setting("requery", "after a failed step: query again, or stop")
     max_failures: int = setting(3, "failed steps in a row after which the episode stops")

@@ -45,11 +45,15 @@ ACTION_REQUESTS: tuple[str, ...] = (
     "Looking at this scene, what actions complete the task?",
 )
 
-#: The sentence that defines the action format, per end-effector.
+#: LLaRA's end-effector wording (VIMA's suction cup): the released models were trained on it, so it stays
+#: the default; a robot with fingers sets ``end_effector`` ("gripper") for conversion and policy alike.
+DEFAULT_END_EFFECTOR = "suction cup"
+
+#: The sentence that defines the action format, per action kind (``{end_effector}`` filled in by action_format).
 ACTION_FORMAT: dict[ActionKind, str] = {
     "pick_place": (
         "Every action has two locations written as <b>(x, y)</b> and one rotation written as <r>[r]</r>. "
-        "The first location is the image coordinate where the suction cup picks up the object, "
+        "The first location is the image coordinate where the {end_effector} picks up the object, "
         "the second is where the object is placed. Image coordinates start at the top left corner "
         "and are normalized to the range 0 to 1. The rotation is how many degrees the object is "
         "turned clockwise, from -359 to 359."
@@ -62,6 +66,14 @@ ACTION_FORMAT: dict[ActionKind, str] = {
         "from -359 to 359."
     ),
 }
+
+
+def action_format(kind: ActionKind, end_effector: str = DEFAULT_END_EFFECTOR) -> str:
+    """The action-format sentence of ``kind`` for this end effector (a sweep always names the spatula)."""
+    if not end_effector.strip() or "\n" in end_effector:
+        raise ValueError(f"end_effector must be a non-empty one-line phrase, got {end_effector!r}")
+    return ACTION_FORMAT[kind].format(end_effector=end_effector.strip())
+
 
 BOX_FORMAT = (
     "Use the format <b>(x, y), {w, h}</b>, where x and y are the center of the bounding box and "
@@ -169,6 +181,7 @@ def inbc_prompt(
     history: Sequence[ActionStep] = (),
     rng: random.Random | None = None,
     request_index: int | None = None,
+    end_effector: str = DEFAULT_END_EFFECTOR,
 ) -> str:
     """Instruction-BC prompt (also D-inBC when ``instruction`` was grounded first).
 
@@ -185,7 +198,7 @@ def inbc_prompt(
     lines = [
         IMAGE_TOKEN,
         f"<task>{instruction}</task>",
-        f"{_pick(ACTION_REQUESTS, rng, request_index)} {ACTION_FORMAT[kind]}",
+        f"{_pick(ACTION_REQUESTS, rng, request_index)} {action_format(kind, end_effector)}",
     ]
     if history:
         lines.append(f"You have finished: {render_actions(history)}")
@@ -265,7 +278,7 @@ def _step_context(episode: Episode) -> list[tuple[ActionStep, list[ObjectBox], l
     return out
 
 
-def action_prediction(episode: Episode, rng: random.Random) -> list[QA]:
+def action_prediction(episode: Episode, rng: random.Random, end_effector: str = DEFAULT_END_EFFECTOR) -> list[QA]:
     """Given the frame before a step (image) and the object boxes after it (text), which action happened?
 
     The second frame is given as text because LLaVA-format records carry one image.
@@ -276,7 +289,7 @@ def action_prediction(episode: Episode, rng: random.Random) -> list[QA]:
     for act, _before, after, frame in _step_context(episode):
         desc = "; ".join(describe_object(b) for b in after)
         q = _pick(ACTION_PREDICTION_REQUESTS, rng, None).format(after=desc)
-        out.append(QA(_q(f"{q} {ACTION_FORMAT[act.kind]}"), render_step(act), frame))
+        out.append(QA(_q(f"{q} {action_format(act.kind, end_effector)}"), render_step(act), frame))
     return out
 
 

@@ -65,8 +65,10 @@ class PolicyNode(Node):
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llara_policy")
         t0 = time.perf_counter()
         self.policy: Policy = policy if policy is not None else self.worker.submit(
-            load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens).result()  # fmt: skip
-        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {c.model or 'shipped demo model'}")
+            load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector).result()  # fmt: skip
+        ee = getattr(self.policy, "end_effector", None)
+        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {c.model or 'shipped demo model'}"
+                               + (f"; prompts name the {ee!r}" if ee else ""))  # fmt: skip
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
         self.future: Future[PolicyOutput] | None = None

@@ -240,6 +240,6 @@ def test_bags_without_ros_bag_record_naming_convert_by_topic_flags(episodes, tmp
 def test_a_numeric_gripper_topic_needs_and_uses_a_threshold(episodes, tmp_path):
     ep = episodes[0]
     bag = write_episode_bag(ep, tmp_path / "f", gripper_float=True)
-    with pytest.raises(BagError, match="Float64: set 'gripper_threshold'"):
+    with pytest.raises(BagError, match=r"Float64: set 'bag.gripper_threshold' \(its values range 0–1\)"):
         read_episode_bag(bag)
     _same_actions(ep, read_episode_bag(bag, BagOptions(gripper_threshold=0.5, gripper_closed_below=False)), tol=0.0)

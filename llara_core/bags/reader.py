@@ -11,7 +11,9 @@ says what is missing and what the bag holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,13 @@ from llara_core.bags.options import EPISODE_SIDECAR, BagError, BagOptions, types
 from llara_core.bags.recovery import needs_recovery, recover_bag
 from llara_core.bags.sidecars import read_sidecar
 from llara_core.episodes import CameraFrame, Episode, align_states
+from llara_core.errors import one_line
 from llara_core.geometry import CameraModel, chain_transform, pose_msg_to_matrix, pose_to_matrix
 from llara_core.images import ImageEncodingError, decode, decode_compressed, to_rgb
 from llara_core.kinematics import GripperFilter, KinematicsError, RobotKinematics
+
+log = logging.getLogger(__name__)
+PERMISSION_HINT = "make the folder and its files readable by this user, e.g. chmod -R a+rX"
 
 
 def _stamp(msg: Any, fallback_ns: int) -> float:
@@ -44,38 +50,172 @@ def _image_decoder(msg: Any, msgtype: str) -> tuple[Callable[[], npt.NDArray[np.
     return (lambda: to_rgb(decode(data, h, w, step, enc, big), enc)), (h, w, 3)
 
 
-def read_episode_bag(path: str | Path, options: BagOptions | None = None, episode_id: str | None = None) -> Episode:
-    """Read one episode bag. Raises :class:`BagError` naming what is missing and what the bag holds."""
+def _definition_types(conn: Any) -> dict[str, Any]:
+    """The types one connection's stored message definition declares (what AnyReader parses on open)."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.typesys import get_types_from_idl, get_types_from_msg
+
+    data, fmt = conn.msgdef.data, conn.msgdef.format
+    if fmt == MessageDefinitionFormat.MSG:
+        return dict(get_types_from_msg(data, conn.msgtype))
+    types: dict[str, Any] = {}
+    sep = "=" * 80 + "\n"
+    for idl in data.split(sep)[1:] if data.startswith(f"{sep}IDL: ") else [data]:
+        types.update(get_types_from_idl(idl.split("\n", 1)[1] if idl.startswith("IDL: ") else idl))
+    return types
+
+
+def _unparseable_connection(path: Path) -> str | None:
+    """'<type> on <topic> (<why>)' for the first connection whose definition cannot be parsed, else None."""
+    from rosbags.interfaces import MessageDefinitionFormat
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    try:
+        with Reader(path) as raw:
+            conns = list(raw.connections)
+    except Exception:  # not even the metadata reads: the caller's message stands
+        return None
+    for conn in conns:
+        if conn.msgdef.format == MessageDefinitionFormat.NONE:
+            continue
+        try:  # parse, register, resolve every field type (hashing does): what AnyReader.open does per bag
+            store = get_typestore(Stores.EMPTY)
+            store.register(_definition_types(conn))
+            store.hash_rihs01(conn.msgtype)
+        except Exception as exc:
+            return f"{conn.msgtype} on {conn.topic} ({one_line(exc, 120)})"
+    return None
+
+
+def open_bag(path: Path, distro: str = "kilted") -> Any:
+    """An open ``AnyReader`` on one bag, or BagError in one line: what failed, which connection, the topics.
+
+    rosbags reports an unparseable message definition with the parser's whole
+    output (~1000 characters) and without the topic; the full text goes to
+    the debug log and the reason names the connection and lists the topics.
+    """
     from rosbags.highlevel import AnyReader
 
+    try:
+        reader = AnyReader([path], default_typestore=typestore(distro))
+        reader.open()
+        return reader
+    except Exception as exc:  # rosbags raises several types for unreadable/corrupt bags
+        log.debug("cannot open %s: %r", path, exc)
+        if not path.exists():
+            raise BagError("cannot open bag: no such file or folder") from exc
+        if isinstance(exc, PermissionError):
+            raise BagError(f"cannot open bag: permission denied ({PERMISSION_HINT})") from exc
+        bad = _unparseable_connection(path)
+        if bad is not None:
+            raise BagError(
+                f"cannot open bag: the message definition of {bad} cannot be parsed; "
+                f"the bag's topics: {list_topics(path)}"
+            ) from exc
+        hint = ""
+        if (path / "metadata.yaml").is_file() and (any(path.glob("*.mcap")) or any(path.glob("*.db3"))):
+            hint = (
+                " (a file cut short or damaged: move metadata.yaml away and convert again to recover what is complete)"
+            )
+        raise BagError(f"cannot open bag: {one_line(exc)}{hint}") from exc
+
+
+def list_topics(path: Path) -> list[str]:
+    """The bag's topic names from its metadata alone (no definitions parsed); [] when even that fails."""
+    from rosbags.rosbag2 import Reader
+
+    try:
+        with Reader(path) as raw:
+            return sorted({c.topic for c in raw.connections})
+    except Exception:
+        return []
+
+
+def camera_pose_hint(edges: Sequence[tuple[str, str]], opt: BagOptions, tf_topic: str) -> str:
+    """Why no camera pose, and the setting that would give one, from the frames the bag's tf holds."""
+    what = f"no camera pose: {tf_topic} has no chain {opt.base_frame} -> {opt.camera_frame}"
+    if not edges:
+        return f"{what} (no transforms recorded); set 'bag.camera_pose' (x y z qx qy qz qw) or record {tf_topic}"
+    frames = sorted({f for e in edges for f in e})
+    listing = f"; it has {', '.join(f'{a} -> {b}' for a, b in edges[:12])}"
+    if opt.camera_frame not in frames:
+        optical = [f for f in frames if "optical" in f] or frames
+        return f"{what}{listing}; set 'bag.camera_frame' to the camera's optical frame (one of {optical})"
+    dummy = np.eye(4)
+    reach = [f for f in frames if f != opt.camera_frame and chain_transform(
+        [(a, b, dummy) for a, b in edges], f, opt.camera_frame) is not None]  # fmt: skip
+    if not reach:
+        return f"{what}{listing}; set 'bag.camera_pose' (x y z qx qy qz qw)"
+    best = next((f for f in reach if "base" in f or f.endswith("link0")), reach[0])
+    return f"{what}{listing}; set 'bag.base_frame: {best}' (frames with a chain to the camera: {reach})"
+
+
+def gripper_signal(topic: str, msgtype: str, opt: BagOptions) -> str:
+    """How the gripper is read, in words (for the "no grasp" reason and inspect-bag)."""
+    if msgtype.endswith("/JointState"):
+        return f"finger joint {opt.gripper_joint} on {topic}"
+    return f"{topic} ({msgtype.rsplit('/', 1)[-1]})"
+
+
+def value_ranges(reader: Any, topic: str) -> dict[str, tuple[float, float]]:
+    """Min/max of a numeric topic (key ``data``) or of each joint of a JointState topic; {} when unreadable.
+
+    What a user needs to choose ``gripper_threshold`` / ``gripper_joint`` for a
+    robot this project has never seen (``llara inspect-bag`` and the refusals).
+    """
+    out: dict[str, tuple[float, float]] = {}
+    conns = [c for c in reader.connections if c.topic == topic]
+    try:
+        for c, _, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, c.msgtype)
+            pairs = zip(msg.name, msg.position, strict=False) if hasattr(msg, "position") else [("data", msg.data)]
+            for name, v in pairs:
+                lo, hi = out.get(name, (float(v), float(v)))
+                out[name] = (min(lo, float(v)), max(hi, float(v)))
+    except Exception:  # a type without data/position, a truncated tail: what was read so far
+        log.debug("value ranges of %s stopped", topic, exc_info=True)
+    return out
+
+
+def _range_hint(reader: Any, topic: str, opt: BagOptions) -> str:
+    """' (its values range a–b)' for a numeric gripper topic, so the user can pick a threshold."""
+    rng = value_ranges(reader, topic).get("data")
+    return f" (its values range {rng[0]:.4g}–{rng[1]:.4g})" if rng else ""
+
+
+def read_episode_bag(path: str | Path, options: BagOptions | None = None, episode_id: str | None = None) -> Episode:
+    """Read one episode bag. Raises :class:`BagError` naming what is missing and what the bag holds.
+
+    Messages do not repeat the bag's path (callers report it once, beside the
+    reason); they say what to set when a setting would fix the refusal.
+    """
     opt = options or BagOptions()
     tp = opt.topics
     path = Path(path)
+    if path.exists() and not os.access(path, os.R_OK | os.X_OK if path.is_dir() else os.R_OK):
+        raise BagError(f"cannot open bag: permission denied ({PERMISSION_HINT})")
     recovered = None
     if needs_recovery(path):
         try:
             recovered = recover_bag(path, opt.distro)
         except BagError as exc:
-            raise BagError(f"{path}: {exc}") from exc
-    try:
-        reader = AnyReader([path], default_typestore=typestore(opt.distro))
-        reader.open()
-    except Exception as exc:  # rosbags raises several types for unreadable/corrupt bags
-        raise BagError(f"{path}: cannot open bag: {exc}") from exc
+            raise BagError(f"unfinished bag (no metadata.yaml) could not be recovered: {exc}") from exc
+    reader = open_bag(path, opt.distro)
     try:
         types = {c.topic: c.msgtype for c in reader.connections}
         available = sorted(types)
 
         def need(what: str, topic: str) -> None:
             if topic not in types:
-                raise BagError(f"{path}: missing topic {what} ({topic}); the bag has {available}")
+                raise BagError(f"missing topic {what} ({topic}); the bag has {available}")
 
         need("image", tp.image)
         need("camera_info", tp.camera_info)
         use_fk = tp.ee_pose not in types
         if use_fk and not (opt.urdf and tp.joint_states in types):
             raise BagError(
-                f"{path}: missing topic ee_pose ({tp.ee_pose}); record it, or record {tp.joint_states} and give "
+                f"missing topic ee_pose ({tp.ee_pose}); record it, or record {tp.joint_states} and give "
                 f"'urdf' for forward kinematics; the bag has {available}"
             )
         grip_topic = tp.gripper if tp.gripper in types else None
@@ -83,21 +223,23 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
             grip_topic = tp.joint_states
         if grip_topic is None:
             raise BagError(
-                f"{path}: missing topic gripper ({tp.gripper}); record it, or give 'gripper_joint' to read the "
+                f"missing topic gripper ({tp.gripper}); record it, or give 'gripper_joint' to read the "
                 f"fingers from {tp.joint_states}; the bag has {available}"
             )
         grip_type = types[grip_topic]
         numeric = not grip_type.endswith("/Bool")
         if numeric and opt.gripper_threshold is None:
-            raise BagError(f"{path}: gripper topic {grip_topic} is {grip_type}: set 'gripper_threshold'")
+            raise BagError(
+                f"gripper topic {grip_topic} is {grip_type}: set 'bag.gripper_threshold'{_range_hint(reader, grip_topic, opt)}"
+            )
         if grip_type.endswith("/JointState") and not opt.gripper_joint:
-            raise BagError(f"{path}: gripper topic {grip_topic} is a JointState: set 'gripper_joint'")
+            raise BagError(f"gripper topic {grip_topic} is a JointState: set 'bag.gripper_joint'")
         fk = None
         if use_fk:
             try:
                 fk = RobotKinematics(opt.urdf, base_link=opt.base_frame, tip_link=opt.ee_frame)
             except KinematicsError as exc:
-                raise BagError(f"{path}: {exc}") from exc
+                raise BagError(str(exc)) from exc
         gfilter = GripperFilter(opt.gripper_threshold or 0.0, opt.gripper_hysteresis, opt.gripper_closed_below)
 
         pose_topic = tp.joint_states if use_fk else tp.ee_pose
@@ -106,6 +248,7 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
         frames: list[CameraFrame] = []
         poses: list[tuple[float, npt.NDArray[np.float64]]] = []
         grips: list[tuple[float, bool]] = []
+        raw_grip: list[float] = []  # numeric gripper values, for the "no grasp" hint
         detections: list[tuple[float, Any]] = []
         info: Any = None
         task_text: str | None = None
@@ -141,36 +284,38 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                         names = list(msg.name)
                         if opt.gripper_joint not in names:
                             raise BagError(f"joint {opt.gripper_joint!r} not in {grip_topic} ({names})")
-                        grips.append((_stamp(msg, t_ns), gfilter(float(msg.position[names.index(opt.gripper_joint)]))))
+                        value = float(msg.position[names.index(opt.gripper_joint)])
+                        raw_grip.append(value)
+                        grips.append((_stamp(msg, t_ns), gfilter(value)))
                     elif numeric:
-                        grips.append((t_ns * 1e-9, gfilter(float(msg.data))))
+                        raw_grip.append(float(msg.data))
+                        grips.append((t_ns * 1e-9, gfilter(raw_grip[-1])))
                     else:
                         grips.append((t_ns * 1e-9, bool(msg.data)))
         except (ImageEncodingError, BagError, KinematicsError) as exc:
-            raise BagError(f"{path}: {exc}") from exc
+            raise BagError(str(exc)) from exc
         except Exception as exc:  # truncated chunk, bad CDR, …: keep what is complete, and say so
             if not frames or not poses:
-                raise BagError(f"{path}: unreadable before any complete data: {exc}") from exc
-            truncated = f"reading stopped early: {exc}"
+                raise BagError(f"unreadable before any complete data: {one_line(exc)}") from exc
+            truncated = f"reading stopped early: {one_line(exc)}"
     finally:
         reader.close()
 
-    if info is None or not frames or not poses or not grips:
-        raise BagError(f"{path}: no messages on one of image/camera_info/end-effector pose/gripper")
+    empty = [n for n, got in (("image", frames), ("camera_info", info), ("end-effector pose", poses),
+                              ("gripper", grips)) if not got]  # fmt: skip
+    if empty:
+        raise BagError(f"no messages on {', '.join(empty)} (the topics exist but carry nothing)")
     sidecar = read_sidecar(path)
     if opt.camera_pose is not None:
         cam_pose = pose_to_matrix(opt.camera_pose[:3], opt.camera_pose[3:])
     else:
         found = chain_transform(tf_edges, opt.base_frame, opt.camera_frame)
         if found is None:
-            raise BagError(
-                f"{path}: no camera pose: give 'camera_pose' or record {tp.tf_static} "
-                f"({opt.base_frame} -> {opt.camera_frame})"
-            )
+            raise BagError(camera_pose_hint([(a, b) for a, b, _ in tf_edges], opt, tp.tf_static))
         cam_pose = found
     text = opt.instruction or task_text or sidecar.get("instruction")
     if not text:
-        raise BagError(f"{path}: no instruction: record {tp.task}, write it in {EPISODE_SIDECAR}, or pass one")
+        raise BagError(f"no instruction: record {tp.task}, write it in {EPISODE_SIDECAR}, or set 'bag.instruction'")
     camera = CameraModel.from_camera_info(
         list(info.k), list(info.d), info.width, info.height, info.distortion_model, list(info.r), list(info.p)
     )
@@ -188,6 +333,9 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
         meta["truncated"] = truncated
     if recovered is not None:
         meta["recovered_messages"] = recovered
+    meta["gripper_signal"] = gripper_signal(grip_topic, grip_type, opt)
+    if raw_grip:
+        meta["gripper_range"] = (min(raw_grip), max(raw_grip))
     if "success" in sidecar:
         meta["operator_success"] = sidecar["success"]
     states = align_states(poses, grips)

@@ -66,7 +66,9 @@ def _raw_from_sqlite(files: list[Path]) -> Iterable[RawMessage]:
                 defs = {r[0]: r[1] for r in rows}
             except sqlite3.DatabaseError:  # bags before Iron have no message_definitions table
                 pass
-            for tid, t_ns, data in con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY timestamp"):
+            # rowid order (insertion order): ORDER BY timestamp would sort the whole table first and fail at the
+            # first damaged page before yielding anything; recover_bag sorts what was read
+            for tid, t_ns, data in con.execute("SELECT topic_id, timestamp, data FROM messages"):
                 if tid in topics:
                     name, mtype = topics[tid]
                     yield name, mtype, defs.get(mtype) or None, t_ns, bytes(data)
@@ -91,7 +93,7 @@ def recover_bag(bag: str | Path, distro: str = "kilted") -> int:
         raise BagError("no .mcap or .db3 file to recover")
     raw = list(_raw_from_mcap(mcaps) if mcaps else _raw_from_sqlite(dbs))
     if not raw:
-        raise BagError("unfinished bag (no metadata.yaml) with no complete message to recover")
+        raise BagError(f"no complete message in {', '.join(f.name for f in (*mcaps, *dbs))}")
     ts = typestore(distro)
     tmp = Path(tempfile.mkdtemp(dir=bag.parent, prefix=f".{bag.name}.recover."))
     try:

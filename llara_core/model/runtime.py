@@ -19,6 +19,7 @@ tokens as ``generate()``, about half the forward passes); batches use ``generate
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,10 +30,13 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.actions import ActionKind, ActionStep, ParseError, parse_actions
+from llara_core.conversations import PROMPT_SETTINGS_FILE
 from llara_core.episodes import ObjectBox
 from llara_core.model.data import prompt_text
 from llara_core.model.decoding import FormatDraft, speculative_greedy
-from llara_core.prompts import dinbc_prompt, inbc_prompt
+from llara_core.prompts import DEFAULT_END_EFFECTOR, dinbc_prompt, inbc_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,6 +73,18 @@ class Policy(Protocol):
     ) -> PolicyOutput: ...
 
 
+def trained_end_effector(folder: Path) -> str:
+    """The end-effector wording of a model's training data (``llara_prompt.json``; LLaRA's default without one)."""
+    path = folder / PROMPT_SETTINGS_FILE
+    if not path.is_file():
+        return DEFAULT_END_EFFECTOR
+    try:
+        value = json.loads(path.read_text()).get("end_effector")
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a JSON object with 'end_effector' ({exc})") from exc
+    return str(value or DEFAULT_END_EFFECTOR)
+
+
 def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]:
     """(base model folder, adapter folder or None) for a model folder or a LoRA output folder."""
     if adapter is not None:
@@ -87,12 +103,19 @@ class VLMPolicy:
     """A loaded model + processor with LLaRA's prompting and the strict action parser."""
 
     def __init__(
-        self, model: Any, processor: Any, device: str = "cpu", max_new_tokens: int = 96, speculative: bool = True
+        self,
+        model: Any,
+        processor: Any,
+        device: str = "cpu",
+        max_new_tokens: int = 96,
+        speculative: bool = True,
+        end_effector: str = DEFAULT_END_EFFECTOR,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.device = device
         self.max_new_tokens = max_new_tokens
+        self.end_effector = end_effector
         # Verified token-for-token on the LLaVA family; others (Qwen2-VL's rope deltas, …) keep generate().
         llava = getattr(model.config, "model_type", "") == "llava"
         self.draft = FormatDraft.for_tokenizer(processor.tokenizer) if speculative and llava else None
@@ -106,7 +129,14 @@ class VLMPolicy:
         dtype: str | None = None,
         max_new_tokens: int = 96,
         speculative: bool = True,
+        end_effector: str | None = None,
     ) -> VLMPolicy:
+        """Load a model folder (or LoRA folder) offline.
+
+        ``end_effector`` None prompts with the wording the model was trained on
+        (its ``llara_prompt.json``; LLaRA's default when absent); a different
+        value is used as given, with a warning, because the model saw other prompts.
+        """
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -123,20 +153,25 @@ class VLMPolicy:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(lora)).merge_and_unload()
-        return cls(model.to(device), processor, device, max_new_tokens, speculative)
+        trained = trained_end_effector(lora or base)
+        if end_effector is not None and end_effector != trained:
+            log.warning("end_effector %r differs from the %r this model was trained with: its prompts will not "
+                        "match its training data", end_effector, trained)  # fmt: skip
+        return cls(model.to(device), processor, device, max_new_tokens, speculative, end_effector or trained)
 
     # -- prompting -------------------------------------------------------------------------------
-    @staticmethod
     def build_prompt(
+        self,
         instruction: str,
         objects: Sequence[ObjectBox] | None = None,
         history: Sequence[ActionStep] = (),
         kind: ActionKind = "pick_place",
     ) -> str:
         """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given; fixed phrasing at inference."""
+        ee = self.end_effector
         if objects:
-            return dinbc_prompt(instruction, objects, kind=kind, history=history, request_index=0)
-        return inbc_prompt(instruction, kind=kind, history=history, request_index=0)
+            return dinbc_prompt(instruction, objects, kind=kind, history=history, request_index=0, end_effector=ee)
+        return inbc_prompt(instruction, kind=kind, history=history, request_index=0, end_effector=ee)
 
     def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image."""
@@ -189,7 +224,7 @@ class VLMPolicy:
 
 
 def load_policy(model: str = "", adapter: str | None = None, device: str = "cpu", dtype: str | None = None,
-                max_new_tokens: int = 96) -> Policy:  # fmt: skip
+                max_new_tokens: int = 96, end_effector: str | None = None) -> Policy:  # fmt: skip
     """The policy backend a configuration names (the shipped demo model when ``model`` is empty).
 
     One place where nodes and commands turn configuration into a backend: a
@@ -198,5 +233,6 @@ def load_policy(model: str = "", adapter: str | None = None, device: str = "cpu"
     from llara_core.resources import demo_model_path
 
     return VLMPolicy.from_pretrained(
-        model or demo_model_path(), adapter=adapter, device=device, dtype=dtype, max_new_tokens=max_new_tokens
-    )
+        model or demo_model_path(), adapter=adapter, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+        end_effector=end_effector,
+    )  # fmt: skip

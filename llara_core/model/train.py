@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llara_core.config import check_choices, setting, to_dict
+from llara_core.conversations import PROMPT_SETTINGS_FILE, prompt_settings
 from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
 
 # The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
@@ -205,6 +206,7 @@ def train(
             p.requires_grad_(False)
 
     records, roots = load_records(datasets)
+    prompting = prompt_settings(roots)  # refused before training when the datasets disagree
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
     train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
     if cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
@@ -290,6 +292,7 @@ def train(
             shutil.copy(base / "llara_tiny_spec.json", tmp / "llara_tiny_spec.json")
         if use_lora:
             (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
+        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(prompting, indent=1) + "\n")
 
     _atomic_save(out, save)
     from llara_core.fileio import atomic_write_json
