@@ -23,8 +23,10 @@ venv: $(STAMP)
 
 # The whole loop over DDS: sim_node -> policy_node (shipped model) -> action_node -> sim_node, recorded and converted.
 DEMO_EPISODES ?= 5
+# DEMO_BACKEND=openai: the model answers from `llara serve` over HTTP (the GPU-server split)
+DEMO_BACKEND ?= transformers
 demo: $(STAMP)
-	$(PY) -m llara_ros.demo --episodes $(DEMO_EPISODES) --out demo_output
+	$(PY) -m llara_ros.demo --episodes $(DEMO_EPISODES) --backend $(DEMO_BACKEND) --out demo_output
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

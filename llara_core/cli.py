@@ -17,13 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from llara_core.config import add_arguments, from_args
 from llara_core.errors import LlaraError, UsageError
-
-if TYPE_CHECKING:
-    from llara_core.model.runtime import VLMPolicy
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[tuple[str, str, str | None, Callable[[argparse.ArgumentParser], Handler]]] = []
@@ -349,20 +346,40 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
-def _load_policy(model: str, adapter: str | None, max_new_tokens: int = 96) -> VLMPolicy:
-    from llara_core.model.runtime import VLMPolicy
+def _backend_arguments(p: argparse.ArgumentParser) -> None:
+    """--backend and the remote server's flags, shared by predict and eval."""
+    from llara_core.remote import RemoteConfig
 
-    return VLMPolicy.from_pretrained(
-        _existing(model, "model folder"),
-        adapter=_existing(adapter, "adapter folder") if adapter else None,
-        max_new_tokens=max_new_tokens,
-    )
+    p.add_argument("--model", help="model folder (or a LoRA folder written by llara train); backend transformers")
+    p.add_argument("--adapter", help="LoRA adapter folder applied on --model (default: none)")
+    p.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
+                   help="transformers: the model runs here; openai: an OpenAI-compatible server answers "
+                        "(llara serve, vllm serve; see the remote.* flags) (default: transformers)")  # fmt: skip
+    add_arguments(p, RemoteConfig)
+
+
+def _policy_factory(args: argparse.Namespace, max_new_tokens: int = 96) -> Callable[[], Any]:
+    """A picklable factory of the backend the flags name (checked now, loaded by the caller)."""
+    import functools
+
+    from llara_core.model.runtime import load_policy
+    from llara_core.remote import RemoteConfig
+
+    if args.backend == "openai":
+        if args.model or args.adapter:
+            raise UsageError("--model/--adapter are for --backend transformers; the server holds the model")
+        remote = from_args(RemoteConfig, args)
+        return functools.partial(load_policy, max_new_tokens=max_new_tokens, backend="openai", remote=remote)
+    if not args.model:
+        raise UsageError("--model is required with --backend transformers")
+    model = str(_existing(args.model, "model folder"))
+    adapter = str(_existing(args.adapter, "adapter folder")) if args.adapter else None
+    return functools.partial(load_policy, model, adapter, max_new_tokens=max_new_tokens)
 
 
 @subcommand("predict", "ask a model about one image: the next action for an instruction, or any --question")
 def _predict(p: argparse.ArgumentParser) -> Handler:
-    p.add_argument("--model", required=True, help="model folder (or a LoRA folder written by llara train)")
-    p.add_argument("--adapter", help="LoRA adapter folder applied on --model (default: none)")
+    _backend_arguments(p)
     p.add_argument("--image", required=True, help="image file (PNG, JPEG)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--instruction", help="task instruction: the inBC prompt is built around it")
@@ -385,7 +402,7 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
                 image = np.asarray(im.convert("RGB"))
         except UnidentifiedImageError as exc:
             raise UsageError(f"{args.image} is not an image ({exc})") from exc
-        policy = _load_policy(args.model, args.adapter, args.max_new_tokens)
+        policy = _policy_factory(args, args.max_new_tokens)()
         if args.question:  # a raw question (any task kind): answer, and parse it when it holds actions
             t0 = time.perf_counter()
             text = policy.generate([image], [args.question])[0]
@@ -403,12 +420,49 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+@subcommand(
+    "merge-lora",
+    "merge a LoRA folder of llara train into a full model folder (for vLLM and other servers without PEFT)",
+)
+def _merge_lora(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("lora", help="LoRA folder written by llara train")
+    p.add_argument("--out", required=True, help="the full model folder to write")
+
+    def run(args: argparse.Namespace) -> int:
+        from llara_core.model.train import merge_lora
+
+        print(f"merged model written to {merge_lora(_existing(args.lora, 'LoRA folder'), args.out)}")
+        return 0
+
+    return run
+
+
+@subcommand(
+    "serve",
+    "serve a model over an OpenAI-compatible HTTP API (POST /v1/chat/completions, GET /v1/models, GET /health)",
+    "For the policy on a GPU server and the nodes on the robot computer: policy_node with backend openai (or "
+    "llara predict/eval --backend openai) sends each camera frame and LLaRA prompt here. Binds to 127.0.0.1 "
+    "unless --host says otherwise; set --api-key-env to require a bearer key.",
+)
+def _serve(p: argparse.ArgumentParser) -> Handler:
+    from llara_core.serve import ServeConfig
+
+    add_arguments(p, ServeConfig)
+
+    def run(args: argparse.Namespace) -> int:
+        from llara_core.serve import serve
+
+        serve(from_args(ServeConfig, args))
+        return 0
+
+    return run
+
+
 @subcommand("eval", "closed-loop evaluation of a model in the simulator (LLaRA's re-query loop)")
 def _eval(p: argparse.ArgumentParser) -> Handler:
     from llara_core.evaluate import EvalConfig
 
-    p.add_argument("--model", required=True, help="model folder (or a LoRA folder written by llara train)")
-    p.add_argument("--adapter", help="LoRA adapter folder applied on --model (default: none)")
+    _backend_arguments(p)
     p.add_argument("--out", help="folder for eval.json, eval.md, eval.png (default: print only)")
     p.add_argument(
         "--title", default="closed-loop success", help="title of the table and chart (default: closed-loop success)"
@@ -417,16 +471,10 @@ def _eval(p: argparse.ArgumentParser) -> Handler:
     add_arguments(p, EvalConfig)
 
     def run(args: argparse.Namespace) -> int:
-        import functools
-
         from llara_core.evaluate import evaluate, markdown_table
-        from llara_core.model.runtime import VLMPolicy
 
         c = from_args(EvalConfig, args, args.config)
-        model = _existing(args.model, "model folder")
-        adapter = _existing(args.adapter, "adapter folder") if args.adapter else None
-        policy = functools.partial(VLMPolicy.from_pretrained, model, adapter=adapter)
-        res = evaluate(policy, c.task_family, c.seeds, args.out, d_inbc=c.d_inbc, title=args.title,
+        res = evaluate(_policy_factory(args), c.task_family, c.seeds, args.out, d_inbc=c.d_inbc, title=args.title,
                        workers=c.workers, settings=c.execution, extra_steps=c.extra_steps)  # fmt: skip
         print(markdown_table(res["summary"], args.title))
         print(f"inference latency p50: {1000 * (res['summary']['latency_p50_s'] or 0):.1f} ms")

@@ -19,6 +19,7 @@ from typing import Literal
 from llara_core.actions import ActionStep
 from llara_core.config import check_choices, setting
 from llara_core.execution import select_step
+from llara_core.remote import RemoteConfig
 from llara_core.supervisor import StepDone
 
 Phase = Literal["idle", "want_query", "querying", "waiting_step", "done"]
@@ -28,6 +29,10 @@ Phase = Literal["idle", "want_query", "querying", "waiting_step", "done"]
 class PolicyConfig:
     """policy_node's parameters (``config/policy.yaml``)."""
 
+    backend: Literal["transformers", "openai"] = setting(
+        "transformers", "transformers: the model runs in this node; openai: it answers from a server (remote.*)"
+    )
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
     model: str = setting("", "model folder or LoRA folder (empty: the shipped demo model)", path=True)
     adapter: str | None = setting(None, "LoRA adapter folder applied on the model", path=True)
     device: str = setting("cpu", "torch device (cpu, cuda, cuda:1)")

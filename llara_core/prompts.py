@@ -214,6 +214,24 @@ def dinbc_prompt(
     return inbc_prompt(ground_instruction(instruction, objects), **kwargs)  # type: ignore[arg-type]
 
 
+def query_prompt(
+    instruction: str,
+    objects: Sequence[ObjectBox] | None = None,
+    history: Sequence[ActionStep] = (),
+    kind: ActionKind = "pick_place",
+    end_effector: str = DEFAULT_END_EFFECTOR,
+) -> str:
+    """The prompt of one policy query: inBC, or D-inBC when ``objects`` are given; fixed phrasing at inference.
+
+    Every backend (local, remote) builds its prompt here, so they ask the same question.
+    """
+    if objects:
+        return dinbc_prompt(
+            instruction, objects, kind=kind, history=history, request_index=0, end_effector=end_effector
+        )
+    return inbc_prompt(instruction, kind=kind, history=history, request_index=0, end_effector=end_effector)
+
+
 # -- auxiliary tasks ---------------------------------------------------------------------------
 AuxTask = Literal[
     "localization",

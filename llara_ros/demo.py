@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
     ap.add_argument("--real-time-factor", type=float, default=2.0, help="sim seconds per wall second (default 2)")
     ap.add_argument("--episode-timeout", type=float, default=40.0, help="sim seconds per episode (default 40)")
+    ap.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
+                    help="openai: the model answers from 'llara serve' started on 127.0.0.1 (the GPU-server split); "
+                         "default transformers (inside policy_node)")  # fmt: skip
     a = ap.parse_args(argv)
 
     import rclpy
@@ -137,11 +142,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     params["recorder_node"] = {"ros__parameters": {"output_dir": str(out / "bags"), "episode_prefix": "episode",
                                                    "checkpoint_s": 0.5, "use_sim_time": True}}  # fmt: skip
+    server = None
+    if a.backend == "openai":  # the model behind an OpenAI-compatible server, as on a GPU machine
+        from llara_core.remote import wait_until_healthy
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        print(f"0. starting llara serve (shipped model) on 127.0.0.1:{port}: log in {out}/logs/llara_serve.log")
+        server = subprocess.Popen([sys.executable, "-m", "llara_core.cli", "serve", "--port", str(port)],
+                                  stdout=(out / "logs" / "llara_serve.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        wait_until_healthy(f"http://127.0.0.1:{port}/v1", 120, alive=lambda: server.poll() is None)
+        params["policy_node"]["ros__parameters"].update(
+            backend="openai", remote={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 10.0}
+        )
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     stages: dict[str, str] = {}
     t0 = time.perf_counter()
-    print(f"1. starting sim_node, policy_node (shipped model), action_node, recorder_node: logs in {out}/logs")
+    print(f"1. starting sim_node, policy_node ({'openai backend' if server else 'shipped model'}), action_node, "
+          f"recorder_node: logs in {out}/logs")  # fmt: skip
     procs = bringup.start(out / "params.yaml", log_dir=out / "logs")
+    if server is not None:
+        procs["llara_serve"] = server  # stopped (SIGINT) with the nodes
     import os
 
     os.environ.update(bringup.dds_environment())  # this process takes camera frames too: the same transport

@@ -65,9 +65,11 @@ class PolicyNode(Node):
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llara_policy")
         t0 = time.perf_counter()
         self.policy: Policy = policy if policy is not None else self.worker.submit(
-            load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector).result()  # fmt: skip
+            load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector, c.backend,
+            c.remote).result()  # fmt: skip
         ee = getattr(self.policy, "end_effector", None)
-        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {c.model or 'shipped demo model'}"
+        source = c.remote.base_url if c.backend == "openai" else c.model or "shipped demo model"
+        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {source}"
                                + (f"; prompts name the {ee!r}" if ee else ""))  # fmt: skip
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
@@ -187,8 +189,9 @@ class PolicyNode(Node):
         gen, frame, header = self._pending
         try:
             out = fut.result()
-        except Exception as exc:  # a model error must not end the node: report it and query again
+        except Exception as exc:  # a model or server error must not end the node: report it, publish nothing
             self.last_error = f"model error: {type(exc).__name__}: {exc}"
+            self.get_logger().error(f"no action: {self.last_error}", throttle_duration_sec=5.0)
             self.loop.query_failed(gen)
             return
         self.queries += 1
@@ -208,7 +211,8 @@ class PolicyNode(Node):
 
     def _diagnostics(self) -> None:
         lat = sorted(self.latencies)
-        status = DiagnosticStatus(name="llara_ros: policy_node", hardware_id=self.cfg.model or "shipped demo model")
+        hw = self.cfg.remote.base_url if self.cfg.backend == "openai" else self.cfg.model or "shipped demo model"
+        status = DiagnosticStatus(name="llara_ros: policy_node", hardware_id=hw)
         error = self.last_error
         status.level = DiagnosticStatus.ERROR if error else DiagnosticStatus.OK
         status.message = error or "ok"

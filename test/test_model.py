@@ -308,6 +308,15 @@ def test_lora_adapts_only_the_language_model_and_loads_on_its_base(family, tiny,
     policy = VLMPolicy.from_pretrained(tmp_path / "lora", max_new_tokens=8)
     out = policy.act(image, "put the red block into the bowl")
     assert isinstance(out, PolicyOutput) and out.latency_s > 0
+    # merged into a full folder (what vLLM loads): the same answer without PEFT
+    from llara_core.model.train import merge_lora
+
+    merged = merge_lora(tmp_path / "lora", tmp_path / "merged")
+    assert not (merged / "adapter_config.json").exists() and (merged / "llara_prompt.json").is_file()
+    assert (
+        VLMPolicy.from_pretrained(merged, max_new_tokens=8).act(image, "put the red block into the bowl").text
+        == out.text
+    )
 
 
 class OraclePolicy:

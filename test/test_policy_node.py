@@ -139,6 +139,35 @@ def test_garbage_answers_are_published_as_text_and_reported(robot, tmp_path):
         stop_nodes(proc)
 
 
+def test_with_backend_openai_the_node_acts_through_the_server_and_publishes_nothing_once_it_is_gone(robot, tmp_path):
+    from serve_helpers import free_port, start_server
+
+    port = free_port()
+    server = start_server(port, log=tmp_path / "serve.log")
+    w = Watch(robot)
+    params = params_file(tmp_path, "p", node="policy_node", backend="openai",
+                         remote={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 2.0, "retries": 0})  # fmt: skip
+    proc = start_node("policy_node", params, tmp_path / "p.log")
+    try:
+        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        w.task.publish(String(data=robot.task.instruction))
+        first = _wait(lambda: w.answers, 30)
+        assert first and parse_actions(first[0]).ok, first
+        server.kill()  # the GPU server goes away mid-episode
+        server.wait()
+        w.done.publish(String(data=StepDone(first[0], True).to_json()))  # the re-query now fails
+        assert _wait(lambda: any("RemoteError" in d["message"] and d["level"] == b"\x02" for d in w.diag), 30), w.diag[
+            -2:
+        ]
+        time.sleep(1.0)
+        assert w.answers == first and proc.poll() is None  # no action from a failed query; the node lives
+        assert "no action: model error: RemoteError" in (tmp_path / "p.log").read_text()
+    finally:
+        stop_nodes(proc)
+        if server.poll() is None:
+            server.kill()
+
+
 def test_an_answer_to_a_task_cleared_meanwhile_is_dropped():
     loop = PolicyLoop(max_steps=3)
     loop.on_task("put the red block into the bowl", now=0.0)

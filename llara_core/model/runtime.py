@@ -34,7 +34,8 @@ from llara_core.conversations import PROMPT_SETTINGS_FILE
 from llara_core.episodes import ObjectBox
 from llara_core.model.data import prompt_text
 from llara_core.model.decoding import FormatDraft, speculative_greedy
-from llara_core.prompts import DEFAULT_END_EFFECTOR, dinbc_prompt, inbc_prompt
+from llara_core.prompts import DEFAULT_END_EFFECTOR, query_prompt
+from llara_core.remote import RemoteConfig
 
 log = logging.getLogger(__name__)
 
@@ -167,11 +168,8 @@ class VLMPolicy:
         history: Sequence[ActionStep] = (),
         kind: ActionKind = "pick_place",
     ) -> str:
-        """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given; fixed phrasing at inference."""
-        ee = self.end_effector
-        if objects:
-            return dinbc_prompt(instruction, objects, kind=kind, history=history, request_index=0, end_effector=ee)
-        return inbc_prompt(instruction, kind=kind, history=history, request_index=0, end_effector=ee)
+        """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given (:func:`query_prompt`)."""
+        return query_prompt(instruction, objects, history, kind, self.end_effector)
 
     def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image."""
@@ -223,13 +221,27 @@ class VLMPolicy:
         return outs
 
 
-def load_policy(model: str = "", adapter: str | None = None, device: str = "cpu", dtype: str | None = None,
-                max_new_tokens: int = 96, end_effector: str | None = None) -> Policy:  # fmt: skip
-    """The policy backend a configuration names (the shipped demo model when ``model`` is empty).
+def load_policy(
+    model: str = "",
+    adapter: str | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
+    max_new_tokens: int = 96,
+    end_effector: str | None = None,
+    backend: str = "transformers",
+    remote: RemoteConfig | None = None,
+) -> Policy:
+    """The policy backend a configuration names: the local model (the shipped demo model when ``model`` is
+    empty), or ``backend="openai"``: the model behind an OpenAI-compatible server (``remote``).
 
-    One place where nodes and commands turn configuration into a backend: a
-    remote backend plugs in here without touching them.
+    One place where nodes and commands turn configuration into a backend.
     """
+    if backend == "openai":
+        from llara_core.remote import OpenAIPolicy
+
+        return OpenAIPolicy(remote or RemoteConfig(), max_new_tokens, end_effector or DEFAULT_END_EFFECTOR)
+    if backend != "transformers":
+        raise ValueError(f"unknown policy backend {backend!r}; use transformers or openai")
     from llara_core.resources import demo_model_path
 
     return VLMPolicy.from_pretrained(

@@ -162,6 +162,31 @@ def _atomic_save(out: Path, save: Any) -> None:
     tmp.rmdir()
 
 
+def merge_lora(lora: str | Path, out: str | Path) -> Path:
+    """A full model folder from a LoRA folder of ``llara train``: the adapter merged into its base.
+
+    What servers without PEFT's ``modules_to_save`` need (vLLM's ``--lora-modules``
+    loads only the attention adapters, not the projector trained in full beside
+    them). The prompt settings travel along; writes are atomic per file.
+    """
+    from llara_core.errors import UsageError
+    from llara_core.model.runtime import VLMPolicy
+
+    src, out = Path(lora), Path(out)
+    if not (src / "adapter_config.json").is_file():
+        raise UsageError(f"{src} is not a LoRA folder (no adapter_config.json)")
+    policy = VLMPolicy.from_pretrained(src)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(tmp: Path) -> None:
+        policy.model.save_pretrained(tmp, safe_serialization=True)
+        policy.processor.save_pretrained(tmp)
+        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps({"end_effector": policy.end_effector}, indent=1) + "\n")
+
+    _atomic_save(out, save)
+    return out
+
+
 def _vision_tower(model: Any) -> Any:
     """The vision tower of a (possibly PEFT-wrapped) image-text-to-text model."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -1,0 +1,29 @@
+"""What the remote-inference tests share: a free port and ``llara serve`` started as a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, *extra: str, log: Path) -> subprocess.Popen:
+    """``llara serve`` on 127.0.0.1:port (the shipped demo model unless --model is in ``extra``), once healthy."""
+    from llara_core.remote import RemoteError, wait_until_healthy
+
+    cmd = [sys.executable, "-m", "llara_core.cli", "serve", "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/v1", 60, alive=lambda: proc.poll() is None)
+    except RemoteError as exc:
+        proc.kill()
+        raise AssertionError(f"llara serve did not come up ({exc}): {log.read_text()[-2000:]}") from exc
+    return proc
