@@ -355,6 +355,8 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
                    help="transformers: the model runs here; openai: an OpenAI-compatible server answers "
                         "(llara serve, vllm serve; see the remote.* flags) (default: transformers)")  # fmt: skip
+    p.add_argument("--prompt-profile", choices=("llara_ros", "llara"), default=None,
+                   help="prompt wording (default: the model's llara_prompt.json; llara_ros without one)")  # fmt: skip
     add_arguments(p, RemoteConfig)
 
 
@@ -369,12 +371,14 @@ def _policy_factory(args: argparse.Namespace, max_new_tokens: int = 96) -> Calla
         if args.model or args.adapter:
             raise UsageError("--model/--adapter are for --backend transformers; the server holds the model")
         remote = from_args(RemoteConfig, args)
-        return functools.partial(load_policy, max_new_tokens=max_new_tokens, backend="openai", remote=remote)
+        return functools.partial(load_policy, max_new_tokens=max_new_tokens, backend="openai", remote=remote,
+                                 prompt_profile=args.prompt_profile)  # fmt: skip
     if not args.model:
         raise UsageError("--model is required with --backend transformers")
     model = str(_existing(args.model, "model folder"))
     adapter = str(_existing(args.adapter, "adapter folder")) if args.adapter else None
-    return functools.partial(load_policy, model, adapter, max_new_tokens=max_new_tokens)
+    return functools.partial(load_policy, model, adapter, max_new_tokens=max_new_tokens,
+                             prompt_profile=args.prompt_profile)  # fmt: skip
 
 
 @subcommand("predict", "ask a model about one image: the next action for an instruction, or any --question")

@@ -35,14 +35,7 @@ from llara_core.episodes import Episode
 from llara_core.errors import LlaraError
 from llara_core.fileio import atomic_write_bytes, atomic_write_json
 from llara_core.images import encode_png
-from llara_core.prompts import (
-    AUX_TASKS,
-    DEFAULT_END_EFFECTOR,
-    IMAGE_TOKEN,
-    action_prediction,
-    dinbc_prompt,
-    inbc_prompt,
-)
+from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, PromptStyle, action_prediction, action_query
 
 GENERATOR = "llara_core.conversations"
 GENERATOR_VERSION = "1"
@@ -74,7 +67,7 @@ class Sample:
 
 
 def episode_samples(
-    episode: Episode, kinds: Sequence[str], seed: int = 0, end_effector: str = DEFAULT_END_EFFECTOR
+    episode: Episode, kinds: Sequence[str], seed: int = 0, style: PromptStyle | None = None
 ) -> tuple[list[Sample], dict[str, str]]:
     """All samples of the requested task kinds for one episode, plus ``{kind: reason}`` for kinds skipped.
 
@@ -84,6 +77,7 @@ def episode_samples(
     tasks need object boxes; without them they are skipped with a reason.
     """
     check_kinds(kinds)
+    style = style or PromptStyle()
     rng = random.Random(f"{seed}:{episode.episode_id}")
     actions = episode.action_steps()
     steps = episode.steps()
@@ -96,18 +90,13 @@ def episode_samples(
         if kind in ("inbc", "d_inbc"):
             for k, (act, st) in enumerate(zip(actions, steps, strict=True)):
                 history = actions[:k]
-                if kind == "inbc":
-                    q = inbc_prompt(episode.instruction, kind=episode.kind, history=history, rng=rng,
-                                    end_effector=end_effector)  # fmt: skip
-                else:
-                    objs = episode.objects_at(st.obs_frame)
-                    if not objs:
-                        continue
-                    q = dinbc_prompt(episode.instruction, objs, kind=episode.kind, history=history, rng=rng,
-                                     end_effector=end_effector)  # fmt: skip
+                objs = episode.objects_at(st.obs_frame) if kind == "d_inbc" else None
+                if kind == "d_inbc" and not objs:
+                    continue
+                q = action_query(episode.instruction, objs, history, episode.kind, style, rng)
                 got.append(Sample(kind, q, render_step(act, k + 1), st.obs_frame))
         else:
-            qas = (action_prediction(episode, rng, end_effector) if kind == "action_prediction"
+            qas = (action_prediction(episode, rng, style.end_effector) if kind == "action_prediction"
                    else AUX_TASKS[kind](episode, rng))  # fmt: skip
             got = [Sample(kind, qa.question, qa.answer, qa.frame_index) for qa in qas]
         if got:
@@ -233,12 +222,12 @@ class DatasetWriter:
         root: str | os.PathLike[str],
         kinds: Sequence[str] = TASK_KINDS,
         seed: int = 0,
-        end_effector: str = DEFAULT_END_EFFECTOR,
+        style: PromptStyle | None = None,
     ) -> None:
         self.kinds = list(check_kinds(kinds))
         self.root = Path(root)
         self.seed = seed
-        self.end_effector = end_effector
+        self.style = style or PromptStyle()
         (self.root / "shards").mkdir(parents=True, exist_ok=True)
 
     def _shard(self, episode_id: str) -> Path:
@@ -255,7 +244,7 @@ class DatasetWriter:
             raise ValueError(f"episode id {eid!r} must match {_SAFE_ID.pattern} (it names files)")
         if self.has_episode(eid):
             return dict(Counter(r["task"] for r in _read_jsonl(self._shard(eid))))
-        samples, skipped = episode_samples(episode, self.kinds, self.seed, self.end_effector)
+        samples, skipped = episode_samples(episode, self.kinds, self.seed, self.style)
         images: dict[int, str] = {}
         for fi in sorted({s.frame_index for s in samples}):
             rel = f"images/{eid}/{fi:06d}.png"
@@ -287,7 +276,7 @@ class DatasetWriter:
             "generator_version": GENERATOR_VERSION,
             "created_unix": time.time(),
             "seed": self.seed,
-            "end_effector": self.end_effector,  # the prompts' wording; training copies it to the model folder
+            **self.style.to_dict(),  # the prompts' wording; training copies it to the model folder
             "task_kinds": self.kinds,
             "counts": dict(sorted(Counter(r.get("task", "unknown") for r in records).items())),
             "total": len(records),
@@ -314,25 +303,26 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 PROMPT_SETTINGS_FILE = "llara_prompt.json"
 
 
-def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> dict[str, str]:
-    """The prompt settings shared by these datasets' manifests (``end_effector``), for the model folder.
+def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> PromptStyle:
+    """The prompt style shared by these datasets' manifests (profile, end effector), for the model folder.
 
-    A dataset without a manifest, or from before the setting existed, used
-    LLaRA's default wording. Datasets with different wordings cannot train one
+    A dataset without a manifest, or from before the keys existed, used this
+    project's default wording. Datasets worded differently cannot train one
     model that a policy prompts consistently: DatasetError.
     """
-    found: dict[str, list[str]] = {}
+    found: dict[PromptStyle, list[str]] = {}
     for root in map(Path, roots):
         manifest = root / "manifest.json"
         try:
-            value = json.loads(manifest.read_text()).get("end_effector") if manifest.is_file() else None
+            data = json.loads(manifest.read_text()) if manifest.is_file() else {}
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{manifest}: unreadable manifest ({exc})") from exc
-        found.setdefault(value or DEFAULT_END_EFFECTOR, []).append(str(root))
+        found.setdefault(PromptStyle.from_dict(data), []).append(str(root))
     if len(found) > 1:
-        raise DatasetError(f"the datasets name different end effectors in their prompts: {found}; convert them "
-                           "with one 'end_effector' setting")  # fmt: skip
-    return {"end_effector": next(iter(found), DEFAULT_END_EFFECTOR)}
+        listing = "; ".join(f"{st.profile}/{st.end_effector!r}: {', '.join(r)}" for st, r in found.items())
+        raise DatasetError(f"the datasets word their prompts differently (different end effectors or profiles: "
+                           f"{listing}); convert them with one 'prompt_profile' and 'end_effector'")  # fmt: skip
+    return next(iter(found), PromptStyle())
 
 
 def write_dataset(

@@ -42,7 +42,7 @@ from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
 from llara_core.episodes import Episode
 from llara_core.errors import UsageError, one_line
 from llara_core.fileio import atomic_write_json
-from llara_core.prompts import DEFAULT_END_EFFECTOR, action_format
+from llara_core.prompts import DEFAULT_END_EFFECTOR, PromptProfile, PromptStyle
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class ConversionConfig:
     bag: BagOptions = field(default_factory=BagOptions)
     workers: int = setting(1, "parallel processes over bags")
     seed: int = setting(0, "seed of the prompts' paraphrases")
+    prompt_profile: PromptProfile = setting(
+        "llara_ros", "prompt wording: llara_ros (this project's) or llara (LLaRA's released models', byte for byte)"
+    )
     end_effector: str = setting(
         DEFAULT_END_EFFECTOR,
         "the end effector the prompts name (LLaRA's 'suction cup' by default; e.g. 'gripper'); the policy must use "
@@ -66,9 +69,14 @@ class ConversionConfig:
 
     def __post_init__(self) -> None:
         check_kinds(self.kinds)
-        action_format("pick_place", self.end_effector)  # validates the phrase
+        PromptStyle(self.prompt_profile, self.end_effector)  # validates the profile and the phrase
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    @property
+    def style(self) -> PromptStyle:
+        """The prompts' wording (stored in the manifest)."""
+        return PromptStyle(self.prompt_profile, self.end_effector)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ConversionConfig:
@@ -116,7 +124,7 @@ def convert_one(bag: Path, out: Path, config: ConversionConfig) -> dict[str, Any
     """
     eid = episode_id_for(bag)
     try:
-        writer = DatasetWriter(out, config.kinds, config.seed, config.end_effector)
+        writer = DatasetWriter(out, config.kinds, config.seed, config.style)
         if writer.has_episode(eid):
             return {"bag": str(bag), "status": "already_converted"}
         ep = read_episode_bag(bag, config.bag, episode_id=eid)
@@ -221,7 +229,7 @@ def convert_bags(
     cfg = config or ConversionConfig()
     out = Path(out)
     check_settings(out, cfg, force)
-    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.end_effector)  # creates the folder; validates kinds
+    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.style)  # creates the folder; validates kinds
     jobs = [(Path(b), out, cfg) for b in bags]
     report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "excluded": [],
                               "samples": {}, "notes": {}}  # fmt: skip
@@ -246,7 +254,7 @@ def convert_bags(
             report["samples"][k] = report["samples"].get(k, 0) + n
         if r.get("notes"):
             report["notes"][r["bag"]] = r["notes"]
-    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.end_effector).finalize(
+    DatasetWriter(out, cfg.kinds, cfg.seed, cfg.style).finalize(
         {"report": "report.json", "conversion": settings_of(cfg)}
     )
     atomic_write_json(out / "report.json", report)
@@ -331,7 +339,7 @@ def inspect_bag(bag: str | Path, config: ConversionConfig | None = None) -> dict
     try:
         ep = read_episode_bag(path, cfg.bag, episode_id=episode_id_for(path))
         check_grasps(ep, cfg.bag)
-        samples, skipped = episode_samples(ep, cfg.kinds, cfg.seed, cfg.end_effector)
+        samples, skipped = episode_samples(ep, cfg.kinds, cfg.seed, cfg.style)
     except Exception as exc:  # the same boundary as convert_one
         out["verdict"] = {"converts": False, "reason": one_line(exc)}
         return out

@@ -19,6 +19,7 @@ from typing import Literal
 from llara_core.actions import ActionStep
 from llara_core.config import check_choices, setting
 from llara_core.execution import select_step
+from llara_core.prompts import PROMPT_PROFILES
 from llara_core.remote import RemoteConfig
 from llara_core.supervisor import StepDone
 
@@ -41,6 +42,9 @@ class PolicyConfig:
     prompt_mode: Literal["inbc", "d_inbc"] = setting(
         "inbc", "inbc, or d_inbc with object boxes from the detections topic in the prompt"
     )
+    prompt_profile: str | None = setting(
+        None, "prompt wording: llara_ros or llara (LLaRA's released models); unset: the model's (llara_prompt.json)"
+    )
     end_effector: str | None = setting(
         None, "end effector named in the prompt (unset: the wording the model was trained with; see convert-bags)"
     )
@@ -54,6 +58,8 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if self.prompt_profile is not None and self.prompt_profile not in PROMPT_PROFILES:
+            raise ValueError(f"prompt_profile must be one of {PROMPT_PROFILES}, got {self.prompt_profile!r}")
         if self.max_steps < 1 or self.max_failures < 1 or self.latency_window < 1 or self.max_new_tokens < 1:
             raise ValueError("max_steps, max_failures, latency_window and max_new_tokens must be >= 1")
         if self.max_image_age_s <= 0 or self.settle_s < 0:

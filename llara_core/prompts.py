@@ -16,13 +16,14 @@ invented box — when the episode has no object boxes for the frames they need.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from llara_core.actions import ActionKind, ActionStep, render_actions, render_step
 from llara_core.episodes import Episode, ObjectBox
@@ -214,22 +215,71 @@ def dinbc_prompt(
     return inbc_prompt(ground_instruction(instruction, objects), **kwargs)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class PromptStyle:
+    """How prompts are worded: the profile (this project's or LLaRA's exact one) and the end effector named.
+
+    What a dataset was converted with is what its model must be queried with:
+    stored in the dataset manifest, copied into the model folder
+    (``llara_prompt.json``), read back by the policy.
+    """
+
+    profile: PromptProfile | str = "llara_ros"  # checked against PROMPT_PROFILES below (configs hand in str)
+    end_effector: str = DEFAULT_END_EFFECTOR
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROMPT_PROFILES:
+            raise ValueError(f"prompt profile must be one of {PROMPT_PROFILES}, got {self.profile!r}")
+        action_format("pick_place", self.end_effector)  # validates the phrase
+
+    def to_dict(self) -> dict[str, str]:
+        return {"prompt_profile": self.profile, "end_effector": self.end_effector}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PromptStyle:
+        """From a manifest or ``llara_prompt.json`` (missing keys: the defaults, i.e. data from before the keys)."""
+        return cls(data.get("prompt_profile") or "llara_ros", data.get("end_effector") or DEFAULT_END_EFFECTOR)
+
+
 def query_prompt(
     instruction: str,
     objects: Sequence[ObjectBox] | None = None,
     history: Sequence[ActionStep] = (),
     kind: ActionKind = "pick_place",
-    end_effector: str = DEFAULT_END_EFFECTOR,
+    style: PromptStyle | None = None,
 ) -> str:
     """The prompt of one policy query: inBC, or D-inBC when ``objects`` are given; fixed phrasing at inference.
 
-    Every backend (local, remote) builds its prompt here, so they ask the same question.
+    Every backend (local, remote) builds its prompt here, so they ask the same
+    question. The ``llara`` profile gives the exact wording LLaRA's released
+    models were trained and evaluated on (request sentence 0 of their pool;
+    the end effector does not apply: their sentence names the suction cup).
     """
+    st = style or PromptStyle()
+    if st.profile == "llara":
+        task = ground_instruction(instruction, objects) if objects else instruction
+        return render_llara_prompt(LlaraPrompt(task, 0, kind, tuple(history)))
+    ee = st.end_effector
     if objects:
-        return dinbc_prompt(
-            instruction, objects, kind=kind, history=history, request_index=0, end_effector=end_effector
-        )
-    return inbc_prompt(instruction, kind=kind, history=history, request_index=0, end_effector=end_effector)
+        return dinbc_prompt(instruction, objects, kind=kind, history=history, request_index=0, end_effector=ee)
+    return inbc_prompt(instruction, kind=kind, history=history, request_index=0, end_effector=ee)
+
+
+def action_query(
+    instruction: str,
+    objects: Sequence[ObjectBox] | None,
+    history: Sequence[ActionStep],
+    kind: ActionKind,
+    style: PromptStyle,
+    rng: random.Random,
+) -> str:
+    """A training prompt (inBC, or D-inBC with ``objects``): the request sentence drawn from the profile's pool."""
+    if style.profile == "llara":
+        task = ground_instruction(instruction, objects) if objects else instruction
+        return render_llara_prompt(LlaraPrompt(task, rng.randrange(len(LLARA_ACTION_REQUESTS)), kind, tuple(history)))
+    if objects:
+        return dinbc_prompt(instruction, objects, kind=kind, history=history, rng=rng, end_effector=style.end_effector)
+    return inbc_prompt(instruction, kind=kind, history=history, rng=rng, end_effector=style.end_effector)
 
 
 # -- auxiliary tasks ---------------------------------------------------------------------------
@@ -404,3 +454,127 @@ AUX_TASKS = {
     "spatial_relationship": spatial_relationship,
     "temporal_relationship": temporal_relationship,
 }
+
+
+# -- the ``llara`` prompt profile: LLaRA's released models, byte for byte ------------------------------------------
+#: Which wording prompts use: this project's (``llara_ros``, the default for its own models) or LLaRA's (``llara``).
+PromptProfile = Literal["llara_ros", "llara"]
+PROMPT_PROFILES: tuple[str, ...] = ("llara_ros", "llara")
+
+# The strings below are an interface, like a file format: they are what LLaRA's released policies saw in training
+# and evaluation. Transcribed from LLaRA's public repository (github.com/LostXine/LLaRA): the request pool
+# ``action_prompts`` and the format sentence of ``prepare_prompt`` in eval/vima_utils.py, the history rendering of
+# ``query_bc``/``action_to_text`` in eval/eval-llara.py, and LLaVA's ``conv_vicuna_v1`` (llava/conversation.py).
+# The missing space in "place the object.The image" is theirs and is kept. Pinned by tests built from the
+# prompts recorded in that repository's results/*.json.
+LLARA_ACTION_REQUESTS: tuple[str, ...] = (
+    "Could you write down what needs to be done to complete the task on this scene?",
+    "List out the actions needed to accomplish the task in this scene.",
+    "What actions are necessary to perform the task on this scene?",
+    "Can you describe what needs to be done on this scene to complete the task?",
+    "What steps are required to perform the task shown in this scene?",
+    "List the actions needed to perform the task given below.",
+    "On the following scene, could you list what actions are required to perform the task?",
+    "Describe what actions are needed on this scene to complete the task.",
+    "What do you need to do on this scene to accomplish the task?",
+    "List the actions required to perform the task given on this scene.",
+    "Could you please describe the steps needed to perform the task on this scene?",
+    "Write down the actions required to perform the task on this scene.",
+    "Please write down the actions required to perform the task shown below.",
+    "Can you explain what needs to be done to perform the task in this scene?",
+    "Describe the actions required to complete the task on this scene.",
+)
+_LLARA_FORMAT_HEAD = (
+    "Every action you take must include two locations in the format of <b>(x, y)</b> and one clockwise rotation "
+    "angle in the format of <r>[r]</r>. "
+)
+LLARA_FORMAT: dict[ActionKind, str] = {
+    "pick_place": _LLARA_FORMAT_HEAD
+    + "The first location is the image coordinate where you use a suction cup to pick up the object, and the "
+    "second location is where you place the object."
+    "The image coordinate ranges from 0 to 1. The rotation angle indicates how many degrees you rotate the object "
+    "clockwise, and it ranges from -359 to 359.",
+    "sweep": _LLARA_FORMAT_HEAD
+    + "The first location is the image coordinate where you start to sweep the object using a spatula, and the "
+    "second location is where you stop sweeping. "
+    "The image coordinate ranges from 0 to 1. The rotation angle indicates how many degrees you rotate the spatula "
+    "clockwise, and it ranges from -359 to 359.",
+}
+#: LLaVA's ``conv_vicuna_v1`` system sentence (LLaRA trained on it: "user's", not llava_v1's "human's").
+VICUNA_V1_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+#: LLaRA decodes greedily with up to this many new tokens.
+LLARA_MAX_NEW_TOKENS = 256
+_LLARA_HISTORY = "\nYou have finished: "
+_LLARA_OBJECT = re.compile(r"<p>(.*?)</p> at <b>\((-?[\d.]+), (-?[\d.]+)\), \{(-?[\d.]+), (-?[\d.]+)\}</b>")
+
+
+@dataclass(frozen=True)
+class LlaraPrompt:
+    """The fields of one LLaRA action query (inBC, or D-inBC when the task text holds objects).
+
+    ``task`` is the text inside ``<task>…</task>`` (objects and ``<scene>`` blocks
+    included, as LLaRA writes them); ``request_index`` indexes
+    :data:`LLARA_ACTION_REQUESTS` (None: no request sentence, LLaRA's ``_no``
+    prompt mode); ``history`` the executed steps ("You have finished:");
+    ``image_tag`` ``<image>`` (LLaVA, this package's datasets) or ``<image0>``
+    (what LLaRA's evaluation wrote; its tokenizer maps both to the observation).
+    """
+
+    task: str
+    request_index: int | None = 0
+    kind: ActionKind = "pick_place"
+    history: tuple[ActionStep, ...] = ()
+    image_tag: str = IMAGE_TOKEN
+
+    @property
+    def objects(self) -> list[ObjectBox]:
+        """The ``<p>name</p> at <b>(cx, cy), {w, h}</b>`` objects of the task text, in order."""
+        return [ObjectBox(m[1], float(m[2]), float(m[3]), float(m[4]), float(m[5]))
+                for m in _LLARA_OBJECT.finditer(self.task)]  # fmt: skip
+
+
+def render_llara_prompt(prompt: LlaraPrompt) -> str:
+    """The human turn LLaRA's released models were trained and evaluated on, byte for byte."""
+    lines = [prompt.image_tag, f"<task>{prompt.task}</task>"]
+    if prompt.request_index is not None:
+        lines.append(LLARA_ACTION_REQUESTS[prompt.request_index])
+    lines.append(LLARA_FORMAT[prompt.kind])
+    text = "\n".join(lines)
+    if prompt.history:  # LLaRA renders executed steps without object names ("Pick up the object at …")
+        text += _LLARA_HISTORY + render_actions(dataclasses.replace(s, object=None) for s in prompt.history)
+    return text
+
+
+def parse_llara_prompt(text: str) -> LlaraPrompt | None:
+    """The fields of a LLaRA action prompt, or None when ``text`` is not one (e.g. this project's wording).
+
+    ``render_llara_prompt(parse_llara_prompt(t)) == t`` for LLaRA's prompts (tested on its published ones).
+    """
+    from llara_core.actions import parse_actions
+
+    m = re.fullmatch(r"(<image\d*>)\n<task>(.*?)</task>\n(.*)", text, flags=re.DOTALL)
+    if m is None:
+        return None
+    tag, task, rest = m.groups()
+    request: int | None = None
+    for i, sentence in enumerate(LLARA_ACTION_REQUESTS):
+        if rest.startswith(sentence + "\n"):
+            request, rest = i, rest[len(sentence) + 1 :]
+            break
+    kind = next((k for k, f in LLARA_FORMAT.items() if rest.startswith(f)), None)
+    if kind is None:
+        return None
+    rest = rest[len(LLARA_FORMAT[kind]) :]
+    history: tuple[ActionStep, ...] = ()
+    if rest:
+        if not rest.startswith(_LLARA_HISTORY):
+            return None
+        parsed = parse_actions(rest[len(_LLARA_HISTORY) :])
+        if not parsed.ok:
+            return None
+        history = tuple(parsed.steps)
+    out = LlaraPrompt(task, request, kind, history, tag)
+    return out if render_llara_prompt(out) == text else None

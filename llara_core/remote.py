@@ -37,7 +37,7 @@ from llara_core.actions import ActionStep, parse_actions
 from llara_core.config import setting
 from llara_core.episodes import ObjectBox
 from llara_core.errors import LlaraError
-from llara_core.prompts import DEFAULT_END_EFFECTOR, IMAGE_TOKEN, query_prompt
+from llara_core.prompts import IMAGE_TOKEN, PromptStyle, query_prompt
 
 
 class RemoteError(LlaraError, RuntimeError):
@@ -83,14 +83,12 @@ def chat_messages(question: str, image: Any) -> list[dict[str, Any]]:
 class OpenAIPolicy:
     """:class:`~llara_core.model.runtime.Policy` over an OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(
-        self, config: RemoteConfig, max_new_tokens: int = 96, end_effector: str = DEFAULT_END_EFFECTOR
-    ) -> None:
+    def __init__(self, config: RemoteConfig, max_new_tokens: int = 96, style: PromptStyle | None = None) -> None:
         from openai import OpenAI
 
         self.config = config
         self.max_new_tokens = max_new_tokens
-        self.end_effector = end_effector
+        self.style = style or PromptStyle()
         key = os.environ.get(config.api_key_env, "") if config.api_key_env else ""
         # The client refuses an empty key; servers without auth ignore the header.
         self.client = OpenAI(base_url=config.base_url, api_key=key or "none", timeout=config.timeout_s,
@@ -113,7 +111,7 @@ class OpenAIPolicy:
     def build_prompt(self, instruction: str, objects: Sequence[ObjectBox] | None = None,
                      history: Sequence[ActionStep] = ()) -> str:  # fmt: skip
         """The same prompt the local backend builds."""
-        return query_prompt(instruction, objects, history, end_effector=self.end_effector)
+        return query_prompt(instruction, objects, history, style=self.style)
 
     def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """Greedy answers to LLaVA-format questions (``<image>\n…``), one request each (as ``VLMPolicy.generate``)."""

@@ -66,11 +66,11 @@ class PolicyNode(Node):
         t0 = time.perf_counter()
         self.policy: Policy = policy if policy is not None else self.worker.submit(
             load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector, c.backend,
-            c.remote).result()  # fmt: skip
-        ee = getattr(self.policy, "end_effector", None)
+            c.remote, c.prompt_profile).result()  # fmt: skip
+        style = getattr(self.policy, "style", None)
         source = c.remote.base_url if c.backend == "openai" else c.model or "shipped demo model"
-        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {source}"
-                               + (f"; prompts name the {ee!r}" if ee else ""))  # fmt: skip
+        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {source}" + (
+            f"; prompts: profile {style.profile}, end effector {style.end_effector!r}" if style else ""))  # fmt: skip
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
         self.future: Future[PolicyOutput] | None = None

@@ -197,7 +197,7 @@ def test_the_end_effector_is_a_setting_of_conversion_and_policy(tmp_path):
     from llara_core.conversations import prompt_settings
     from llara_core.convert import ConversionConfig, convert_bags
     from llara_core.model.runtime import VLMPolicy
-    from llara_core.prompts import inbc_prompt
+    from llara_core.prompts import PromptStyle, inbc_prompt
 
     assert "where the suction cup picks up" in inbc_prompt("x", request_index=0)  # LLaRA's wording by default
     bag = write_episode_bag(make_episode(7, n_steps=1), tmp_path / "ep")
@@ -207,13 +207,13 @@ def test_the_end_effector_is_a_setting_of_conversion_and_policy(tmp_path):
     assert records and all("where the gripper picks up" in r["conversations"][0]["value"] for r in records)
     assert json.loads((tmp_path / "grip" / "manifest.json").read_text())["end_effector"] == "gripper"
     convert_bags([bag], tmp_path / "cup", ConversionConfig(kinds=("inbc",)), progress=False)
-    assert prompt_settings([tmp_path / "grip"]) == {"end_effector": "gripper"}
+    assert prompt_settings([tmp_path / "grip"]) == PromptStyle("llara_ros", "gripper")
     with pytest.raises(ValueError, match="different end effectors"):
         prompt_settings([tmp_path / "grip", tmp_path / "cup"])
     with pytest.raises(ValueError, match="one-line phrase"):
         ConversionConfig(end_effector=" ")
     policy = VLMPolicy.__new__(VLMPolicy)
-    policy.end_effector = "gripper"
+    policy.style = PromptStyle(end_effector="gripper")
     assert "where the gripper picks up" in policy.build_prompt("put the block in the bowl")
 
 

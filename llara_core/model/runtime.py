@@ -34,7 +34,7 @@ from llara_core.conversations import PROMPT_SETTINGS_FILE
 from llara_core.episodes import ObjectBox
 from llara_core.model.data import prompt_text
 from llara_core.model.decoding import FormatDraft, speculative_greedy
-from llara_core.prompts import DEFAULT_END_EFFECTOR, query_prompt
+from llara_core.prompts import DEFAULT_END_EFFECTOR, PromptStyle, query_prompt
 from llara_core.remote import RemoteConfig
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,26 @@ class Policy(Protocol):
     ) -> PolicyOutput: ...
 
 
-def trained_end_effector(folder: Path) -> str:
-    """The end-effector wording of a model's training data (``llara_prompt.json``; LLaRA's default without one)."""
+def trained_style(folder: Path) -> PromptStyle:
+    """The prompt style of a model's training data (``llara_prompt.json``; this project's default without one)."""
     path = folder / PROMPT_SETTINGS_FILE
     if not path.is_file():
-        return DEFAULT_END_EFFECTOR
+        return PromptStyle()
     try:
-        value = json.loads(path.read_text()).get("end_effector")
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"{path}: not a JSON object with 'end_effector' ({exc})") from exc
-    return str(value or DEFAULT_END_EFFECTOR)
+        return PromptStyle.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a valid prompt settings file ({exc})") from exc
+
+
+def choose_style(trained: PromptStyle, profile: str | None, end_effector: str | None) -> PromptStyle:
+    """The model's own style, with what the configuration sets instead (a warning per differing field)."""
+    want = PromptStyle(profile or trained.profile, end_effector or trained.end_effector)
+    for name, a, b in (("prompt_profile", want.profile, trained.profile),
+                       ("end_effector", want.end_effector, trained.end_effector)):  # fmt: skip
+        if a != b:
+            log.warning("%s %r differs from the %r this model was trained with: its prompts will not match its "
+                        "training data", name, a, b)  # fmt: skip
+    return want
 
 
 def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]:
@@ -110,13 +120,13 @@ class VLMPolicy:
         device: str = "cpu",
         max_new_tokens: int = 96,
         speculative: bool = True,
-        end_effector: str = DEFAULT_END_EFFECTOR,
+        style: PromptStyle | None = None,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.device = device
         self.max_new_tokens = max_new_tokens
-        self.end_effector = end_effector
+        self.style = style or PromptStyle()
         # Verified token-for-token on the LLaVA family; others (Qwen2-VL's rope deltas, …) keep generate().
         llava = getattr(model.config, "model_type", "") == "llava"
         self.draft = FormatDraft.for_tokenizer(processor.tokenizer) if speculative and llava else None
@@ -131,12 +141,14 @@ class VLMPolicy:
         max_new_tokens: int = 96,
         speculative: bool = True,
         end_effector: str | None = None,
+        prompt_profile: str | None = None,
     ) -> VLMPolicy:
         """Load a model folder (or LoRA folder) offline.
 
-        ``end_effector`` None prompts with the wording the model was trained on
-        (its ``llara_prompt.json``; LLaRA's default when absent); a different
-        value is used as given, with a warning, because the model saw other prompts.
+        ``end_effector`` / ``prompt_profile`` None prompt with the wording the
+        model was trained on (its ``llara_prompt.json``; this project's default
+        when absent); a different value is used as given, with a warning,
+        because the model saw other prompts.
         """
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -154,11 +166,8 @@ class VLMPolicy:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(lora)).merge_and_unload()
-        trained = trained_end_effector(lora or base)
-        if end_effector is not None and end_effector != trained:
-            log.warning("end_effector %r differs from the %r this model was trained with: its prompts will not "
-                        "match its training data", end_effector, trained)  # fmt: skip
-        return cls(model.to(device), processor, device, max_new_tokens, speculative, end_effector or trained)
+        style = choose_style(trained_style(lora or base), prompt_profile, end_effector)
+        return cls(model.to(device), processor, device, max_new_tokens, speculative, style)
 
     # -- prompting -------------------------------------------------------------------------------
     def build_prompt(
@@ -169,7 +178,7 @@ class VLMPolicy:
         kind: ActionKind = "pick_place",
     ) -> str:
         """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given (:func:`query_prompt`)."""
-        return query_prompt(instruction, objects, history, kind, self.end_effector)
+        return query_prompt(instruction, objects, history, kind, self.style)
 
     def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
         """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image."""
@@ -230,6 +239,7 @@ def load_policy(
     end_effector: str | None = None,
     backend: str = "transformers",
     remote: RemoteConfig | None = None,
+    prompt_profile: str | None = None,
 ) -> Policy:
     """The policy backend a configuration names: the local model (the shipped demo model when ``model`` is
     empty), or ``backend="openai"``: the model behind an OpenAI-compatible server (``remote``).
@@ -239,12 +249,13 @@ def load_policy(
     if backend == "openai":
         from llara_core.remote import OpenAIPolicy
 
-        return OpenAIPolicy(remote or RemoteConfig(), max_new_tokens, end_effector or DEFAULT_END_EFFECTOR)
+        style = PromptStyle(prompt_profile or "llara_ros", end_effector or DEFAULT_END_EFFECTOR)
+        return OpenAIPolicy(remote or RemoteConfig(), max_new_tokens, style)
     if backend != "transformers":
         raise ValueError(f"unknown policy backend {backend!r}; use transformers or openai")
     from llara_core.resources import demo_model_path
 
     return VLMPolicy.from_pretrained(
         model or demo_model_path(), adapter=adapter, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-        end_effector=end_effector,
+        end_effector=end_effector, prompt_profile=prompt_profile,
     )  # fmt: skip

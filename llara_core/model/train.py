@@ -181,7 +181,7 @@ def merge_lora(lora: str | Path, out: str | Path) -> Path:
     def save(tmp: Path) -> None:
         policy.model.save_pretrained(tmp, safe_serialization=True)
         policy.processor.save_pretrained(tmp)
-        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps({"end_effector": policy.end_effector}, indent=1) + "\n")
+        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(policy.style.to_dict(), indent=1) + "\n")
 
     _atomic_save(out, save)
     return out
@@ -317,7 +317,7 @@ def train(
             shutil.copy(base / "llara_tiny_spec.json", tmp / "llara_tiny_spec.json")
         if use_lora:
             (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
-        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(prompting, indent=1) + "\n")
+        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(prompting.to_dict(), indent=1) + "\n")
 
     _atomic_save(out, save)
     from llara_core.fileio import atomic_write_json
