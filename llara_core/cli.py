@@ -89,16 +89,18 @@ def _parse(p: argparse.ArgumentParser) -> Handler:
     "content per kind: action answers parse strictly (coordinates in [0, 1]), boxes lie in the image.",
 )
 def _validate(p: argparse.ArgumentParser) -> Handler:
-    p.add_argument("dataset", help="folder holding data.json (or *.jsonl shards) and images/")
+    p.add_argument("dataset", help="folder holding data.json (or *.jsonl shards) and images/, or a LLaVA JSON file")
+    p.add_argument("--image-root", help="folder the image paths of a JSON file start from (default: its folder)")
 
     def run(args: argparse.Namespace) -> int:
         from collections import Counter
 
         from llara_core.conversations import DatasetError, read_dataset
 
-        root = _existing(args.dataset, "dataset folder")
+        root = _existing(args.dataset, "dataset")
+        images = _existing(args.image_root, "image root") if args.image_root else None
         try:
-            records = read_dataset(root, check_content=True)
+            records = read_dataset(root, check_content=True, image_root=images)
         except DatasetError as exc:
             print(f"invalid dataset {root}: {exc}", file=sys.stderr)
             return 1
@@ -303,7 +305,13 @@ def _pretrain_vision(p: argparse.ArgumentParser) -> Handler:
 
         c = from_args(PretrainVisionConfig, args)
         model = _existing(args.model, "model folder")
-        data = [_existing(d, "dataset folder") for d in args.data]
+        from llara_core.conversations import split_dataset_spec
+
+        data = []
+        for spec in args.data:  # ~ and $VARS expanded in both parts
+            path, images = split_dataset_spec(spec)
+            found = str(_existing(str(path), "dataset"))
+            data.append(found if images is None else f"{found}={_existing(str(images), 'image root')}")
         scenes = []
         if c.scenes:
             from llara_core.sim.demos import scene_boxes
@@ -328,7 +336,8 @@ def _pretrain_vision(p: argparse.ArgumentParser) -> Handler:
 def _train(p: argparse.ArgumentParser) -> Handler:
     from llara_core.model.train import TrainConfig
 
-    p.add_argument("--data", nargs="+", required=True, help="dataset folders")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="dataset folders, or LLaVA JSON files as FILE.json[=IMAGE_ROOT] (e.g. LLaRA's released data)")  # fmt: skip
     p.add_argument("--model", required=True, help="base model folder (local)")
     p.add_argument("--out", required=True, help="output model folder")
     p.add_argument("--config", help="YAML file with TrainConfig keys; flags override it (default: none)")
@@ -338,7 +347,13 @@ def _train(p: argparse.ArgumentParser) -> Handler:
         from llara_core.model.train import metrics_summary, train
 
         cfg = from_args(TrainConfig, args, args.config)
-        data = [_existing(d, "dataset folder") for d in args.data]
+        from llara_core.conversations import split_dataset_spec
+
+        data = []
+        for spec in args.data:  # ~ and $VARS expanded in both parts
+            path, images = split_dataset_spec(spec)
+            found = str(_existing(str(path), "dataset"))
+            data.append(found if images is None else f"{found}={_existing(str(images), 'image root')}")
         metrics = train(data, _existing(args.model, "model folder"), args.out, cfg)
         print(f"model written to {args.out}: {metrics_summary(metrics)}")
         return 0
@@ -420,6 +435,28 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
         print(json.dumps({"ok": out.ok, "steps": steps, "errors": errors, "latency_s": round(out.latency_s, 4)},
                          indent=1))  # fmt: skip
         return 0 if out.ok else 1
+
+    return run
+
+
+@subcommand(
+    "import-llava",
+    "convert an original-format LLaVA-1.5 checkpoint (e.g. LLaRA's released policies) into a llava-hf model folder",
+    "Offline: SRC is a local folder (config.json with model_type llava_llama, tokenizer, safetensors or .bin "
+    "weights); --clip the local CLIP ViT-L/14-336 folder when SRC does not hold the vision tower. The result loads "
+    "with llara predict/eval/serve and policy_node, and prompts with the llara profile (LLaRA's exact wording).",
+)
+def _import_llava(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("src", help="original LLaVA checkpoint folder")
+    p.add_argument("--out", required=True, help="llava-hf model folder to write")
+    p.add_argument("--clip", help="CLIP vision tower folder (default: the tower inside SRC)")
+
+    def run(args: argparse.Namespace) -> int:
+        from llara_core.model.import_llava import import_llava
+
+        clip = _existing(args.clip, "CLIP folder") if args.clip else None
+        print(f"llava-hf model written to {import_llava(_existing(args.src, 'checkpoint folder'), args.out, clip)}")
+        return 0
 
     return run
 

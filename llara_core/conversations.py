@@ -35,7 +35,14 @@ from llara_core.episodes import Episode
 from llara_core.errors import LlaraError
 from llara_core.fileio import atomic_write_bytes, atomic_write_json
 from llara_core.images import encode_png
-from llara_core.prompts import AUX_TASKS, IMAGE_TOKEN, PromptStyle, action_prediction, action_query
+from llara_core.prompts import (
+    AUX_TASKS,
+    IMAGE_TOKEN,
+    PromptStyle,
+    action_prediction,
+    action_query,
+    parse_llara_prompt,
+)
 
 GENERATOR = "llara_core.conversations"
 GENERATOR_VERSION = "1"
@@ -303,26 +310,39 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 PROMPT_SETTINGS_FILE = "llara_prompt.json"
 
 
-def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> PromptStyle:
-    """The prompt style shared by these datasets' manifests (profile, end effector), for the model folder.
-
-    A dataset without a manifest, or from before the keys existed, used this
-    project's default wording. Datasets worded differently cannot train one
-    model that a policy prompts consistently: DatasetError.
-    """
-    found: dict[PromptStyle, list[str]] = {}
-    for root in map(Path, roots):
-        manifest = root / "manifest.json"
+def dataset_style(path: str | os.PathLike[str], records: Sequence[dict[str, Any]] = ()) -> PromptStyle:
+    """The prompt style a dataset was written in: its manifest's, else LLaRA's when its prompts are LLaRA's."""
+    manifest = Path(path) / "manifest.json"
+    if manifest.is_file():
         try:
-            data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            return PromptStyle.from_dict(json.loads(manifest.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{manifest}: unreadable manifest ({exc})") from exc
-        found.setdefault(PromptStyle.from_dict(data), []).append(str(root))
+    if any(r.get("prompt_profile") == "llara" for r in records):
+        return PromptStyle("llara")
+    return PromptStyle()
+
+
+def common_style(styles: dict[str, PromptStyle]) -> PromptStyle:
+    """The one style of several datasets (by name); DatasetError when they are worded differently."""
+    found: dict[PromptStyle, list[str]] = {}
+    for name, st in styles.items():
+        found.setdefault(st, []).append(name)
     if len(found) > 1:
         listing = "; ".join(f"{st.profile}/{st.end_effector!r}: {', '.join(r)}" for st, r in found.items())
         raise DatasetError(f"the datasets word their prompts differently (different end effectors or profiles: "
                            f"{listing}); convert them with one 'prompt_profile' and 'end_effector'")  # fmt: skip
     return next(iter(found), PromptStyle())
+
+
+def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> PromptStyle:
+    """The prompt style shared by these dataset folders (profile, end effector), for the model folder.
+
+    A dataset without a manifest, or from before the keys existed, used this
+    project's default wording. Datasets worded differently cannot train one
+    model that a policy prompts consistently: DatasetError.
+    """
+    return common_style({str(r): dataset_style(r) for r in roots})
 
 
 def write_dataset(
@@ -335,18 +355,55 @@ def write_dataset(
     return writer.finalize()
 
 
-def read_dataset(
-    root: str | os.PathLike[str], check_images: bool = True, check_content: bool = False
-) -> list[dict[str, Any]]:
-    """Read and validate a dataset folder (``data.json``, else ``*.jsonl`` shards).
+def split_dataset_spec(spec: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """``PATH`` or ``PATH=IMAGE_ROOT`` (a released LLaVA JSON file and the folder its image paths start from)."""
+    text = str(spec)
+    path, sep, images = text.partition("=")
+    return Path(path), (Path(images) if sep and images else None)
 
-    Raises :class:`DatasetError` naming the first bad record and its position,
-    or a duplicate id — the trainer must not silently drop samples. With
+
+def _released_record(rec: Any) -> Any:
+    """A record of LLaRA's released data as this package reads it (the file itself is never changed).
+
+    LLaRA's tokenizer reads ``<image0>`` as the observation (the same id as
+    ``<image>``); its records carry no task kind, so inBC/D-inBC records are
+    recognized by their prompt (:func:`~llara_core.prompts.parse_llara_prompt`).
+    """
+    if not isinstance(rec, dict) or not isinstance(rec.get("conversations"), list) or not rec["conversations"]:
+        return rec
+    first = rec["conversations"][0]
+    if not isinstance(first, dict) or not isinstance(first.get("value"), str):
+        return rec
+    value = first["value"]
+    if IMAGE_TOKEN not in value and re.match(r"<image\d+>\n", value):
+        value = IMAGE_TOKEN + value[value.index(">") + 1 :]
+        rec = {**rec, "conversations": [{**first, "value": value}, *rec["conversations"][1:]]}
+    if "task" not in rec:
+        parsed = parse_llara_prompt(value)
+        if parsed is not None:
+            rec = {**rec, "task": "d_inbc" if parsed.objects else "inbc", "prompt_profile": "llara"}
+    return rec
+
+
+def read_dataset(
+    root: str | os.PathLike[str],
+    check_images: bool = True,
+    check_content: bool = False,
+    image_root: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Read and validate a dataset: a folder (``data.json``, else ``*.jsonl`` shards) or a LLaVA JSON file.
+
+    A JSON file (e.g. LLaRA's released datasets, as downloaded) resolves its
+    image paths against ``image_root`` (default: the file's folder). Raises
+    :class:`DatasetError` naming the first bad record and its position, or a
+    duplicate id — the trainer must not silently drop samples. With
     ``check_content``, each record's content is checked per task kind too
     (:func:`validate_content`; slower: it opens every image).
     """
-    base = Path(root)
-    data = base / "data.json"
+    given = Path(root)
+    is_file = given.is_file()
+    base = Path(image_root) if image_root is not None else (given.parent if is_file else given)
+    data = given if is_file else given / "data.json"
     if data.is_file():
         try:
             records = json.loads(data.read_text())
@@ -355,10 +412,12 @@ def read_dataset(
         if not isinstance(records, list):
             raise DatasetError(f"{data} must hold a JSON list of records")
     else:
-        shards = sorted(base.glob("*.jsonl")) or sorted((base / "shards").glob("*.jsonl"))
+        shards = sorted(given.glob("*.jsonl")) or sorted((given / "shards").glob("*.jsonl"))
         if not shards:
-            raise DatasetError(f"{base} holds neither data.json nor *.jsonl shards")
+            raise DatasetError(f"{given} holds neither data.json nor *.jsonl shards")
         records = [r for s in shards for r in _read_jsonl(s)]
+    if not (given / "manifest.json").is_file():  # not written by this package: maybe LLaRA's released data
+        records = [_released_record(r) for r in records]
     seen: set[str] = set()
     for i, rec in enumerate(records):
         problem = validate_record(rec, base if check_images else None)

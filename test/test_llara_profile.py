@@ -7,6 +7,9 @@ place query with one executed step, and a sweep with two.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from llara_core.actions import ActionStep
@@ -111,3 +114,57 @@ def test_a_dataset_converted_in_the_llara_profile_holds_llaras_prompts(tmp_path)
     assert len(parsed) == 4 and all(p is not None for p in parsed), questions
     assert {len(p.history) for p in parsed} == {0, 1} and any(p.objects for p in parsed)
     assert prompt_settings([tmp_path / "ds"]) == PromptStyle("llara")
+
+
+def _released_dataset(tmp_path):
+    """A file shaped like LLaRA's released training data: LLaVA JSON, images under a separate root, no task kinds."""
+    from PIL import Image
+
+    images = tmp_path / "vima_images"
+    (images / "novel_noun").mkdir(parents=True)
+    records = []
+    for k in range(4):
+        Image.fromarray(np.full((32, 64, 3), 40 * k, np.uint8)).save(images / "novel_noun" / f"{k}.png")
+        answer = ("Step 1: Pick up the <p>gray letter E</p> at <b>(0.500,  0.594)</b>, rotate <r>[0]</r> degrees, "
+                  "and drop it at <b>(0.457, 0.531)</b>.")  # fmt: skip
+        records.append({"id": f"novel_noun/{k}", "image": f"novel_noun/{k}.png",
+                        "conversations": [{"from": "human", "value": NO_HISTORY if k % 2 else NOVEL_NOUN},
+                                          {"from": "gpt", "value": answer}]})  # fmt: skip
+    data = tmp_path / "released" / "llara-vima-demo.json"
+    data.parent.mkdir()
+    data.write_text(json.dumps(records))
+    return data, images
+
+
+def test_llaras_released_datasets_are_read_as_they_are_and_train_with_converted_ones(tmp_path):
+    import subprocess
+    import sys
+
+    from llara_core.bags import write_episode_bag
+    from llara_core.conversations import DatasetError, read_dataset
+    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.model.tiny import TinySpec, build_tiny_model
+    from llara_core.model.train import TrainConfig, train
+    from llara_core.synthetic import make_episode
+
+    data, images = _released_dataset(tmp_path)
+    before = data.read_bytes()
+    res = subprocess.run([sys.executable, "-m", "llara_core.cli", "validate-dataset", str(data), "--image-root",
+                          str(images)], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0 and "4 valid records" in res.stdout and "d_inbc" in res.stdout, res.stdout + res.stderr
+    recs = read_dataset(data, image_root=images)
+    assert recs[0]["conversations"][0]["value"].startswith("<image>\n<task>") and recs[0]["task"] == "d_inbc"
+    assert data.read_bytes() == before  # read as it is, never rewritten
+    # mixed with a dataset converted from bags in the same profile: trains, and the model remembers the profile
+    bag = write_episode_bag(make_episode(3, n_steps=1), tmp_path / "ep")
+    convert_bags([bag], tmp_path / "ours", ConversionConfig(kinds=("inbc",), prompt_profile="llara"), progress=False)
+    corpus = [t["value"] for r in recs + read_dataset(tmp_path / "ours") for t in r["conversations"]]
+    base = build_tiny_model(tmp_path / "tiny", corpus, TinySpec(image_size=32, patch_size=16, vision_hidden=32,
+                            vision_layers=1, text_hidden=64, text_layers=1, vocab_size=400))  # fmt: skip
+    cfg = TrainConfig(max_steps=1, batch_size=2, val_fraction=0.0, progress=False)
+    train([f"{data}={images}", tmp_path / "ours"], base, tmp_path / "model", cfg)
+    assert json.loads((tmp_path / "model" / "llara_prompt.json").read_text())["prompt_profile"] == "llara"
+    # mixed with data in this project's wording: refused before training, naming both
+    convert_bags([bag], tmp_path / "plain", ConversionConfig(kinds=("inbc",)), progress=False)
+    with pytest.raises(DatasetError, match="word their prompts differently"):
+        train([f"{data}={images}", tmp_path / "plain"], base, tmp_path / "model2", cfg)

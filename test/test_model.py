@@ -97,7 +97,7 @@ def test_the_example_cache_returns_what_encoding_returns_and_keeps_to_its_budget
     from llara_core.model.train import load_records
 
     proc = VLMPolicy.from_pretrained(tiny).processor
-    records, roots = load_records([dataset])
+    records, roots, _style = load_records([dataset])
     plain = ConversationDataset(records, roots, proc)
     cached = ConversationDataset(records, roots, proc, cache_mb=1000)
     for i in range(len(records)):

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llara_core.config import check_choices, setting, to_dict
-from llara_core.conversations import PROMPT_SETTINGS_FILE, prompt_settings
+from llara_core.conversations import PROMPT_SETTINGS_FILE
 from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
+from llara_core.prompts import PromptStyle
 
 # The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
 # language_model) but not the vision tower's, whose CLIP/SigLIP layers use the same q/k/v/o names.
@@ -139,16 +140,26 @@ def bf16_is_fast() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def load_records(datasets: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Read and validate every dataset folder; each record remembers its folder (``_root``)."""
-    from llara_core.conversations import read_dataset
+def load_records(datasets: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[Path], PromptStyle]:
+    """Read and validate every dataset; each record remembers its image root (``_root``).
 
-    roots = [Path(d) for d in datasets]
+    A dataset is a folder this package wrote, or ``FILE.json[=IMAGE_ROOT]`` (a
+    released LLaVA-format file such as LLaRA's, read as it is). The datasets
+    must share one prompt style, which is returned for the model folder.
+    """
+    from llara_core.conversations import common_style, dataset_style, read_dataset, split_dataset_spec
+
+    roots: list[Path] = []
     records = []
-    for i, root in enumerate(roots):
-        for r in read_dataset(root):
-            records.append({**r, "_root": i, "id": f"{i}:{r['id']}" if len(roots) > 1 else r["id"]})
-    return records, roots
+    styles = {}
+    for i, spec in enumerate(datasets):
+        path, images = split_dataset_spec(spec)
+        recs = read_dataset(path, image_root=images)
+        roots.append(images or (path.parent if path.is_file() else path))
+        styles[str(spec)] = dataset_style(path, recs)
+        for r in recs:
+            records.append({**r, "_root": i, "id": f"{i}:{r['id']}" if len(datasets) > 1 else r["id"]})
+    return records, roots, common_style(styles)
 
 
 def _atomic_save(out: Path, save: Any) -> None:
@@ -230,8 +241,7 @@ def train(
         for p in _vision_tower(model).parameters():
             p.requires_grad_(False)
 
-    records, roots = load_records(datasets)
-    prompting = prompt_settings(roots)  # refused before training when the datasets disagree
+    records, roots, prompting = load_records(datasets)  # refused before training when their wording differs
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
     train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
     if cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
