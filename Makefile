@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-policy bench-ros bench-dds ablation lint \
 	mutation clean
 
-$(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py
+$(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt requirements-scale.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -355,7 +356,8 @@ def _train(p: argparse.ArgumentParser) -> Handler:
             found = str(_existing(str(path), "dataset"))
             data.append(found if images is None else f"{found}={_existing(str(images), 'image root')}")
         metrics = train(data, _existing(args.model, "model folder"), args.out, cfg)
-        print(f"model written to {args.out}: {metrics_summary(metrics)}")
+        if os.environ.get("RANK", "0") == "0":  # torchrun / accelerate launch start one process per rank
+            print(f"model written to {args.out}: {metrics_summary(metrics)}")
         return 0
 
     return run

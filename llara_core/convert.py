@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from llara_core.bags import BOXES_SIDECAR, BagError, BagOptions, read_episode_bag
-from llara_core.config import load_yaml, setting, to_dict
+from llara_core.config import check_choices, load_yaml, setting, to_dict
 from llara_core.conversations import TASK_KINDS, DatasetWriter, check_kinds
 from llara_core.episodes import Episode
 from llara_core.errors import UsageError, one_line
@@ -53,7 +53,12 @@ class ConversionConfig:
 
     kinds: tuple[str, ...] = setting(TASK_KINDS, "task kinds to generate")
     bag: BagOptions = field(default_factory=BagOptions)
-    workers: int = setting(1, "parallel processes over bags")
+    workers: int = setting(1, "parallel processes over bags (engine ray without ray_address: the CPUs Ray gets)")
+    engine: Literal["local", "ray"] = setting(
+        "local", "local: processes on this machine; ray: one Ray task per bag (a cluster, storage every node sees)"
+    )
+    ray_address: str = setting("", "Ray cluster to join (auto, ray://head:10001); empty: start Ray on this machine")
+    ray_retries: int = setting(2, "times Ray re-runs a bag whose worker process died, before reporting it skipped")
     seed: int = setting(0, "seed of the prompts' paraphrases")
     prompt_profile: PromptProfile = setting(
         "llara_ros", "prompt wording: llara_ros (this project's) or llara (LLaRA's released models', byte for byte)"
@@ -70,8 +75,9 @@ class ConversionConfig:
     def __post_init__(self) -> None:
         check_kinds(self.kinds)
         PromptStyle(self.prompt_profile, self.end_effector)  # validates the profile and the phrase
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        check_choices(self)
+        if self.workers < 1 or self.ray_retries < 0:
+            raise ValueError(f"workers must be >= 1 and ray_retries >= 0, got {self.workers}, {self.ray_retries}")
 
     @property
     def style(self) -> PromptStyle:
@@ -179,9 +185,51 @@ def _convert_star(args: tuple[Path, Path, ConversionConfig]) -> dict[str, Any]:
     return convert_one(*args)
 
 
+#: Settings that decide how fast, not what: left out of the manifest's record of a dataset's settings.
+EXECUTION_SETTINGS = ("workers", "engine", "ray_address", "ray_retries")
+
+
 def settings_of(config: ConversionConfig) -> dict[str, Any]:
-    """What decides a dataset's records (recorded in its manifest): the configuration without ``workers``."""
-    return {k: v for k, v in to_dict(config).items() if k != "workers"}
+    """What decides a dataset's records (recorded in its manifest): the configuration without how it ran."""
+    return {k: v for k, v in to_dict(config).items() if k not in EXECUTION_SETTINGS}
+
+
+def run_on_ray(fn: Any, jobs: Sequence[Any], address: str = "", cpus: int = 1, retries: int = 2,
+               progress: Any = None) -> list[Any]:  # fmt: skip
+    """``fn(job)`` for every job as Ray tasks, results in job order; a task whose worker died ``retries`` + 1
+    times gives ``{"status": "skipped", ...}`` for its bag instead of ending the run.
+
+    Ray is the scheduler (retries of dead workers, placement on a cluster); this
+    function only submits and collects. Joins ``address`` when given, else starts
+    Ray on this machine with ``cpus`` CPUs (and stops it again).
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError("engine ray needs Ray: pip install -r requirements-scale.txt (ray>=2.9)") from exc
+    started = not ray.is_initialized()
+    if started:
+        kw: dict[str, Any] = {"address": address} if address else {"num_cpus": cpus, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **kw)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=retries)(fn)  # retried only when the worker process dies
+        refs = [task.remote(job) for job in jobs]
+        out = []
+        for job, ref in zip(jobs, refs, strict=True):
+            try:
+                out.append(ray.get(ref))
+            except Exception as exc:  # WorkerCrashedError / RayTaskError after the retries: this bag only
+                bag = str(job[0]) if isinstance(job, tuple) else str(job)
+                cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps what the task raised
+                why = re.sub(r"\x1b\[[0-9;]*m", "", one_line(cause, 200))  # Ray colours its messages
+                out.append({"bag": bag, "status": "skipped", "error_type": type(cause).__name__,
+                            "reason": f"its Ray task failed ({retries + 1} attempts when the worker died): {why}"})  # fmt: skip
+            if progress is not None:
+                progress.update()
+        return out
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def check_settings(out: Path, config: ConversionConfig, force: bool) -> None:
@@ -230,12 +278,14 @@ def convert_bags(
     out = Path(out)
     check_settings(out, cfg, force)
     DatasetWriter(out, cfg.kinds, cfg.seed, cfg.style)  # creates the folder; validates kinds
-    jobs = [(Path(b), out, cfg) for b in bags]
+    jobs = [(Path(b).absolute(), out.absolute(), cfg) for b in bags]  # absolute: Ray workers have their own cwd
     report: dict[str, Any] = {"converted": [], "already_converted": [], "skipped": [], "excluded": [],
                               "samples": {}, "notes": {}}  # fmt: skip
     bar = tqdm(total=len(jobs), desc="convert_bags", unit="bag", disable=not progress)
     results = []
-    if cfg.workers > 1 and len(jobs) > 1:
+    if cfg.engine == "ray":
+        results = run_on_ray(_convert_star, jobs, cfg.ray_address, cfg.workers, cfg.ray_retries, bar)
+    elif cfg.workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(min(cfg.workers, len(jobs))) as ex:
             for r in ex.map(_convert_star, jobs):
                 results.append(r)

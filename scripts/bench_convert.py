@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Conversion benchmark: bags -> conversations vs only reading + deserializing the same bags with rosbags.
 
-    python scripts/bench_convert.py [--gb 1.0] [--dir /tmp/llara_bench] [--storage mcap]
+    python scripts/bench_convert.py [--gb 1.0] [--dir /tmp/llara_bench] [--storage mcap] [--engine local ray]
 
 Makes (once, reused afterwards) expert demonstrations in the MuJoCo tabletop at
 640×480 as rosbag2 episodes until they hold --gb gigabytes, then times, with a
 warm page cache: (a) reading and deserializing every message of every bag,
 (b) `convert_bags` with all eight task kinds and --workers 1, (c) with
---workers 2. Prints the times and the ratios (b)/(a), (c)/(a).
+--workers 2, (d) with ``--engine ray`` (a local Ray with 2 CPUs, its start-up
+included). Prints the times and each one's ratio to (a).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main() -> int:
     ap.add_argument("--gb", type=float, default=1.0, help="bag volume to convert (default 1.0 GB)")
     ap.add_argument("--dir", default="/tmp/llara_bench", help="where the bags are made/reused")
     ap.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    ap.add_argument("--engine", nargs="+", choices=["local", "ray"], default=["local", "ray"])
     a = ap.parse_args()
     from llara_core.convert import ConversionConfig, convert_bags
 
@@ -78,16 +80,18 @@ def main() -> int:
     print(f"\n{len(bags)} bags, {size / 1e9:.2f} GB, {n} messages")
     print(f"read + deserialize every message: {t_read:.2f} s ({size / 1e6 / t_read:.0f} MB/s)")
     rows = []
-    for workers in (1, 2):
-        out = root / f"dataset_w{workers}"
+    runs = [("local", w) for w in (1, 2) if "local" in a.engine] + [("ray", 2) for _ in ("ray",) if "ray" in a.engine]
+    for engine, workers in runs:
+        out = root / f"dataset_{engine}_w{workers}"
         shutil.rmtree(out, ignore_errors=True)
         t = time.perf_counter()
-        report = convert_bags(bags, out, ConversionConfig(workers=workers), progress=False)
+        report = convert_bags(bags, out, ConversionConfig(workers=workers, engine=engine), progress=False)  # type: ignore[arg-type]
         dt = time.perf_counter() - t
         assert not report["skipped"], report["skipped"]
-        rows.append((workers, dt, sum(report["samples"].values())))
-    for workers, dt, samples in rows:
-        print(f"convert_bags --workers {workers}: {dt:.2f} s, {samples} samples, {dt / t_read:.2f}x the read time")
+        rows.append((engine, workers, dt, sum(report["samples"].values())))
+    for engine, workers, dt, samples in rows:
+        print(f"convert_bags --engine {engine} --workers {workers}: {dt:.2f} s, {samples} samples, "
+              f"{dt / t_read:.2f}x the read time")  # fmt: skip
     return 0
 
 

@@ -78,6 +78,9 @@ class TrainConfig:
     eval_steps: int = setting(200, "steps between validation losses")
     logging_steps: int = setting(10, "steps between log lines")
     seed: int = setting(0, "seed of the split, the mixture, the shuffling and the weights")
+    gradient_checkpointing: bool = setting(
+        False, "recompute activations in the backward pass: less memory for ~30 % more time (7B bases on one GPU)"
+    )
     bf16: bool = setting(False, "bfloat16 autocast (GPUs; CPUs with AMX or AVX512-BF16)")
     fp16: bool = setting(False, "float16 autocast (GPUs)")
     resume: bool = setting(False, "continue from the newest checkpoint in OUT/checkpoints")
@@ -235,6 +238,8 @@ def train(
             target_modules=LORA_TARGET,
             modules_to_save=sorted({n.rsplit(".", 1)[-1] for n, _ in model.named_modules()} & set(PROJECTORS)),
         )
+        if cfg.gradient_checkpointing:  # frozen embeddings: the checkpointed blocks need inputs that carry grad
+            model.enable_input_require_grads()
         model = get_peft_model(model, lcfg)  # type: ignore[assignment]  # a PeftModel wraps the same forward
 
     if cfg.freeze_vision:
@@ -274,6 +279,7 @@ def train(
         save_total_limit=2,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
         report_to=[],
         remove_unused_columns=False,
@@ -329,10 +335,13 @@ def train(
             (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
         (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(prompting.to_dict(), indent=1) + "\n")
 
-    _atomic_save(out, save)
-    from llara_core.fileio import atomic_write_json
+    metrics["world_size"] = args.world_size
+    if trainer.is_world_process_zero():  # under torchrun / accelerate launch: one writer (the Trainer's checkpoints
+        _atomic_save(out, save)  # are rank 0's too); every rank has the same weights after DDP's all-reduce
+        from llara_core.fileio import atomic_write_json
 
-    atomic_write_json(out / "train_metrics.json", metrics)
+        atomic_write_json(out / "train_metrics.json", metrics)
+    trainer.accelerator.wait_for_everyone()  # no rank returns (and reads the folder) before it is written
     return metrics
 
 
