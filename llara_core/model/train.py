@@ -279,7 +279,7 @@ def train(
         save_total_limit=2,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         seed=cfg.seed,
         report_to=[],
         remove_unused_columns=False,
