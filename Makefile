@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-policy bench-ros bench-dds ablation lint \
+.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-memory bench-policy bench-ros bench-dds ablation lint \
 	mutation clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt requirements-scale.txt setup.py
@@ -46,6 +46,9 @@ bench-sim: $(STAMP)
 
 bench-convert: $(STAMP)
 	$(PY) scripts/bench_convert.py
+
+bench-memory: $(STAMP)
+	$(PY) scripts/bench_memory.py
 
 bench-policy: $(STAMP)
 	$(PY) scripts/bench_policy.py

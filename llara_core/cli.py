@@ -114,6 +114,43 @@ def _validate(p: argparse.ArgumentParser) -> Handler:
 
 
 @subcommand(
+    "dataset",
+    "pool datasets: 'dataset stats DATASET…' (records per kind, images, episodes, lengths) and 'dataset mix'",
+    "DATASET is a folder written by this package or a LLaVA JSON/JSONL file as FILE[=IMAGE_ROOT]. 'mix A B … --out "
+    "C [--mix inbc=1,localization=0.5]' writes a dataset folder combining them, re-weighted per task kind, with "
+    "the images linked (one symlink per source), not copied; sources worded differently are refused.",
+)
+def _dataset(p: argparse.ArgumentParser) -> Handler:
+    sub = p.add_subparsers(dest="action", required=True, help="stats or mix")
+    st = sub.add_parser("stats", help="records per kind, images, episodes, prompt/answer lengths")
+    st.add_argument("datasets", nargs="+", help="dataset folders or FILE.json[=IMAGE_ROOT]")
+    st.add_argument("--model", help="model folder whose tokenizer counts the lengths (default: characters)")
+    mx = sub.add_parser("mix", help="combine datasets into a new folder without copying images")
+    mx.add_argument("datasets", nargs="+", help="dataset folders or FILE.json[=IMAGE_ROOT]")
+    mx.add_argument("--out", required=True, help="new dataset folder")
+    mx.add_argument("--mix", help="kind=ratio,… of the number of demonstration steps (default: keep everything)")
+    mx.add_argument("--seed", type=int, default=0, help="seed of the re-weighting (default: 0)")
+
+    def run(args: argparse.Namespace) -> int:
+        from llara_core.dataset_tools import dataset_stats, mix_datasets
+        from llara_core.model.data import parse_mix
+
+        if args.action == "stats":
+            tokenizer = None
+            if args.model:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(_existing(args.model, "model folder"), local_files_only=True)
+            print(json.dumps(dataset_stats(args.datasets, tokenizer), indent=1))
+        else:
+            manifest = mix_datasets(args.datasets, args.out, parse_mix(args.mix), args.seed)
+            print(f"{args.out}: {manifest['total']} records {manifest['counts']}")
+        return 0
+
+    return run
+
+
+@subcommand(
     "convert-bags",
     "convert rosbag2 episodes (mcap/sqlite3) into a LLaVA dataset; exit 2 if any bag was skipped",
     "One bag per episode (a folder of bag folders is expanded). Bags already in the dataset are skipped "

@@ -127,3 +127,81 @@ def test_llara_train_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
         image = env.render()
     answer = VLMPolicy.from_pretrained(out).act(np.asarray(image), task.instruction)
     assert answer.ok, answer.text
+
+
+def _jsonl_dataset(root: Path, n: int, episodes_of: int = 10) -> Path:
+    """A dataset folder of n inBC records in one JSONL shard, pointing at 4 images (what a big dataset looks like)."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    for k in range(4):
+        Image.fromarray(np.full((32, 32, 3), 50 * k, np.uint8)).save(root / "images" / f"{k}.png")
+    (root / "shards").mkdir()
+    with (root / "shards" / "all.jsonl").open("w") as f:
+        for i in range(n):
+            rec = {"id": f"ep{i // episodes_of:07d}/inbc/{i % episodes_of:04d}", "image": f"images/{i % 4}.png",
+                   "task": "inbc" if i % 3 else "d_inbc",
+                   "conversations": [{"from": "human", "value": f"<image>\n<task>put block {i % 7} in the bowl</task>"},
+                                     {"from": "gpt", "value": "Step 1: Pick up the object at <b>(0.100,  0.200)</b>, "
+                                      "rotate <r>[0]</r> degrees, and drop it at <b>(0.300, 0.400)</b>."}]}  # fmt: skip
+            f.write(json.dumps(rec) + "\n")
+    (root / "manifest.json").write_text(json.dumps({"prompt_profile": "llara_ros", "end_effector": "suction cup"}))
+    return root
+
+
+def test_training_indexes_records_instead_of_holding_them(tmp_path):
+    from llara_core.conversations import DatasetError
+    from llara_core.model.data import kinds_of, mix_records, split_by_episode
+    from llara_core.model.train import load_records
+
+    ds = _jsonl_dataset(tmp_path / "big", 20_000)
+    records, roots, _ = load_records([ds])
+    plain = read_dataset(ds)
+    assert len(records) == len(plain) == 20_000 and roots == [ds]
+    assert [records[i] for i in (0, 7, 19_999)] == [{**plain[i], "_root": 0} for i in (0, 7, 19_999)]
+    per_record = sum(a.nbytes for a in records.arrays.values()) / len(records)
+    assert per_record <= 24  # bytes held per record (the records themselves stay on disk)
+    train, val = split_by_episode(records, 0.1, seed=0)
+    assert len(train) + len(val) == 20_000 and len(val) == 2_000  # whole episodes of 10
+    held = {r["id"].split("/")[0] for r in val[:50]}
+    assert not held & {train[i]["id"].split("/")[0] for i in range(0, len(train), 97)}
+    mixed = mix_records(train, {"inbc": 1.0, "d_inbc": 0.5}, seed=0)
+    steps = kinds_of(train).count("inbc")
+    counts = {k: kinds_of(mixed).count(k) for k in ("inbc", "d_inbc")}
+    assert counts == {"inbc": steps, "d_inbc": round(0.5 * steps)}  # ratios of the number of steps
+    # the same split and mixture as a list of the same records
+    plain_train, _ = split_by_episode([{**r, "_root": 0} for r in plain], 0.1, seed=0)
+    assert len(plain_train) == len(train)
+    bad = tmp_path / "bad"
+    _jsonl_dataset(bad, 30)
+    lines = (bad / "shards" / "all.jsonl").read_text().splitlines()
+    (bad / "shards" / "all.jsonl").write_text("\n".join([*lines, lines[3]]) + "\n")
+    with pytest.raises(DatasetError, match="duplicate id 'ep0000000/inbc/0003'"):
+        load_records([bad])
+    (bad / "shards" / "all.jsonl").write_text("\n".join([*lines[:5], "{nope", *lines[5:]]) + "\n")
+    with pytest.raises(DatasetError, match=r"all\.jsonl line 6: invalid JSON"):
+        load_records([bad])
+
+
+def test_dataset_stats_and_a_mix_that_links_images_instead_of_copying(tmp_path):
+    ds_a = _jsonl_dataset(tmp_path / "a", 60)
+    ds_b = _jsonl_dataset(tmp_path / "b", 30)
+    stats = subprocess.run([*LLARA, "dataset", "stats", str(ds_a), str(ds_b)], capture_output=True, text=True)
+    assert stats.returncode == 0, stats.stderr
+    got = json.loads(stats.stdout)
+    assert got["records"] == 90 and got["per_kind"] == {"d_inbc": 30, "inbc": 60}
+    assert got["images"] == 8 and got["episodes"] == 9 and got["lengths_in_characters"]["answer"]["max"] > 50
+    out = tmp_path / "mix"
+    res = subprocess.run([*LLARA, "dataset", "mix", str(ds_a), str(ds_b), "--out", str(out), "--mix",
+                          "inbc=1,d_inbc=2"], capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    mixed = read_dataset(out, check_content=True)  # an ordinary dataset folder: every image resolves
+    kinds = [r["task"] for r in mixed]
+    assert kinds.count("inbc") == 60 and kinds.count("d_inbc") == 120  # twice the steps: records repeated
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shards", "src0", "src1"]  # no image copied
+    assert (out / "src0").is_symlink() and (out / "src1").is_symlink()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["total"] == 180 and manifest["prompt_profile"] == "llara_ros"
+    again = subprocess.run([*LLARA, "dataset", "mix", str(ds_a), "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "not empty" in again.stderr

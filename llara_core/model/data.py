@@ -58,9 +58,33 @@ def parse_mix(text: str | None) -> dict[str, float] | None:
     return out
 
 
-def mix_records(
-    records: Sequence[dict[str, Any]], ratios: dict[str, float] | None, seed: int = 0
-) -> list[dict[str, Any]]:
+def record_meta(records: Sequence[dict[str, Any]]) -> tuple[Any, Any, list[str]]:
+    """(episode key, task-kind code per record, kind names by code) without reading lazy records from disk."""
+    from llara_core.conversations import LazyRecords, record_episode
+
+    if isinstance(records, LazyRecords):  # numpy arrays: a few bytes a record
+        return records.episode_codes(), records.task_codes(), list(records.kinds)
+    kinds: dict[str, int] = {}
+    codes = [kinds.setdefault(r.get("task", "unknown"), len(kinds)) for r in records]
+    return [record_episode(r["id"]) for r in records], codes, list(kinds)
+
+
+def take(records: Sequence[dict[str, Any]], positions: Any) -> Any:
+    """The records at these positions: a lazy view of lazy records, a list of a list."""
+    from llara_core.conversations import LazyRecords
+
+    if isinstance(records, LazyRecords):
+        return records.subset(positions)
+    return [records[int(i)] for i in positions]
+
+
+def kinds_of(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The task kind of every record (lazy records: from the index, nothing read)."""
+    _, codes, names = record_meta(records)
+    return [names[c] for c in (codes.tolist() if hasattr(codes, "tolist") else codes)]
+
+
+def mix_records(records: Sequence[dict[str, Any]], ratios: dict[str, float] | None, seed: int = 0) -> Any:
     """Subsample or repeat records per task kind: kind k gets ``ratios[k] × (number of demonstration steps)``.
 
     The number of steps is the count of inbc (or d_inbc) records: both have one per step.
@@ -68,13 +92,14 @@ def mix_records(
     ``None`` keeps the dataset as it is. Kinds missing from ``ratios`` are dropped.
     """
     if not ratios:
-        return list(records)
-    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_kind[r.get("task", "unknown")].append(r)
+        return list(records) if isinstance(records, list) else records
+    _, codes, names = record_meta(records)
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(codes.tolist() if hasattr(codes, "tolist") else codes):
+        by_kind[names[c]].append(i)
     base = max(len(by_kind.get("inbc", [])), len(by_kind.get("d_inbc", []))) or len(records)
     rng = random.Random(seed)
-    out: list[dict[str, Any]] = []
+    out: list[int] = []
     for kind, ratio in ratios.items():
         pool = by_kind.get(kind, [])
         if not pool or ratio <= 0:
@@ -83,25 +108,27 @@ def mix_records(
         reps, rest = divmod(n, len(pool))
         out.extend(pool * reps + rng.sample(pool, rest))
     rng.shuffle(out)
-    return out
+    return take(records, out)
 
 
-def split_by_episode(
-    records: Sequence[dict[str, Any]], val_fraction: float, seed: int = 0
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_by_episode(records: Sequence[dict[str, Any]], val_fraction: float, seed: int = 0) -> tuple[Any, Any]:
     """Train/validation split by episode (the id prefix before '/'), so no episode leaks into both."""
-    from llara_core.conversations import record_episode
+    import numpy as np
 
-    episodes = sorted({record_episode(r["id"]) for r in records})
+    keys, _, _ = record_meta(records)
+    episodes = sorted(np.unique(keys).tolist() if isinstance(keys, np.ndarray) else set(keys), key=str)
     rng = random.Random(seed)
     rng.shuffle(episodes)
     n_val = round(len(episodes) * val_fraction) if val_fraction > 0 else 0
     if val_fraction > 0 and len(episodes) > 1:
         n_val = max(1, min(n_val, len(episodes) - 1))
     val_eps = set(episodes[:n_val])
-    train = [r for r in records if record_episode(r["id"]) not in val_eps]
-    val = [r for r in records if record_episode(r["id"]) in val_eps]
-    return train, val
+    if isinstance(keys, np.ndarray):  # lazy records: index arrays, no per-record Python objects
+        held = np.isin(keys, np.asarray(sorted(val_eps), dtype=keys.dtype))
+        return take(records, np.flatnonzero(~held)), take(records, np.flatnonzero(held))
+    train = [i for i, k in enumerate(keys) if k not in val_eps]
+    val = [i for i, k in enumerate(keys) if k in val_eps]
+    return take(records, train), take(records, val)
 
 
 class ConversationDataset:
@@ -117,7 +144,7 @@ class ConversationDataset:
     def __init__(
         self, records: Sequence[dict[str, Any]], roots: Sequence[Path], processor: Any, cache_mb: float = 0
     ) -> None:
-        self.records = list(records)
+        self.records = records if not isinstance(records, list) else list(records)  # lazy records stay lazy
         self.roots = list(roots)
         self.processor = processor
         self.cache_bytes = cache_mb * 1e6
@@ -129,7 +156,12 @@ class ConversationDataset:
         return len(self.records)
 
     def counts(self) -> dict[str, int]:
-        return dict(Counter(r.get("task", "unknown") for r in self.records))
+        import numpy as np
+
+        _, codes, names = record_meta(self.records)
+        if isinstance(codes, np.ndarray):  # lazy records: counted from the index
+            return {names[c]: int(n) for c, n in enumerate(np.bincount(codes, minlength=len(names))) if n}
+        return dict(Counter(kinds_of(self.records)))
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         from PIL import Image

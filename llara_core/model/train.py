@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from llara_core.config import check_choices, setting, to_dict
 from llara_core.conversations import PROMPT_SETTINGS_FILE
-from llara_core.model.data import ConversationDataset, collate, mix_records, split_by_episode
+from llara_core.model.data import ConversationDataset, collate, kinds_of, mix_records, split_by_episode, take
 from llara_core.prompts import PromptStyle
 
 # The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
@@ -143,26 +143,26 @@ def bf16_is_fast() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def load_records(datasets: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[Path], PromptStyle]:
-    """Read and validate every dataset; each record remembers its image root (``_root``).
+def load_records(datasets: Sequence[str | Path]) -> tuple[Any, list[Path], PromptStyle]:
+    """Index and validate every dataset; records are read from disk when training asks for them.
 
-    A dataset is a folder this package wrote, or ``FILE.json[=IMAGE_ROOT]`` (a
-    released LLaVA-format file such as LLaRA's, read as it is). The datasets
-    must share one prompt style, which is returned for the model folder.
+    A dataset is a folder this package wrote (its JSONL shards are indexed by
+    byte offset: memory does not grow with the record count), or
+    ``FILE.json[=IMAGE_ROOT]`` / ``FILE.jsonl[=IMAGE_ROOT]`` (a released
+    LLaVA-format file such as LLaRA's, read as it is). Each record carries
+    ``_root`` (its image root's index). The datasets must share one prompt
+    style, which is returned for the model folder.
     """
-    from llara_core.conversations import common_style, dataset_style, read_dataset, split_dataset_spec
+    from llara_core.conversations import LazyRecords, common_style, split_dataset_spec
 
     roots: list[Path] = []
-    records = []
-    styles = {}
+    index = LazyRecords()
     for i, spec in enumerate(datasets):
         path, images = split_dataset_spec(spec)
-        recs = read_dataset(path, image_root=images)
+        index.add_dataset(path, images, i, f"{i}:" if len(datasets) > 1 else "")
         roots.append(images or (path.parent if path.is_file() else path))
-        styles[str(spec)] = dataset_style(path, recs)
-        for r in recs:
-            records.append({**r, "_root": i, "id": f"{i}:{r['id']}" if len(datasets) > 1 else r["id"]})
-    return records, roots, common_style(styles)
+    style = common_style({str(spec): st for spec, st in zip(datasets, index.styles, strict=True)})
+    return index.freeze(), roots, style
 
 
 def _atomic_save(out: Path, save: Any) -> None:
@@ -250,7 +250,7 @@ def train(
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
     train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
     if cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
-        val_recs = [r for r in val_recs if cfg.mix.get(r.get("task", ""), 0) > 0]
+        val_recs = take(val_recs, [i for i, k in enumerate(kinds_of(val_recs)) if cfg.mix.get(k, 0) > 0])
     if not train_recs:
         raise ValueError("no training records after the split and the mixture")
     train_ds = ConversationDataset(train_recs, roots, processor, cfg.cache_mb)
