@@ -336,16 +336,6 @@ def common_style(styles: dict[str, PromptStyle]) -> PromptStyle:
     return next(iter(found), PromptStyle())
 
 
-def prompt_settings(roots: Sequence[str | os.PathLike[str]]) -> PromptStyle:
-    """The prompt style shared by these dataset folders (profile, end effector), for the model folder.
-
-    A dataset without a manifest, or from before the keys existed, used this
-    project's default wording. Datasets worded differently cannot train one
-    model that a policy prompts consistently: DatasetError.
-    """
-    return common_style({str(r): dataset_style(r) for r in roots})
-
-
 def write_dataset(
     root: str | os.PathLike[str], episodes: Iterable[Episode], kinds: Sequence[str] = TASK_KINDS, seed: int = 0
 ) -> Path:
@@ -440,7 +430,7 @@ def _stable_hash(text: str) -> int:
 
 
 class LazyRecords(Sequence[dict[str, Any]]):
-    """Records of several datasets, read from disk when asked for: what training holds per record is ~20 bytes.
+    """Records of several datasets, read from disk when asked for: what training holds per record is 24 bytes.
 
     A JSONL record is addressed by its file and byte offset; per record only
     the offset, the source, the task-kind code and the episode code stay in
@@ -497,18 +487,20 @@ class LazyRecords(Sequence[dict[str, Any]]):
         self.released.append(released)
         first = len(self._cols["src"])
         self._index_records(given, image_root, base, released, root)
-        probe = [self._read(first)] if released and len(self._cols["src"]) > first else []
+        cols = self._cols
+        probe = [self._stored(cols["src"][first], cols["key"][first], True)] if released and len(cols["src"]) > first \
+            else []  # fmt: skip
         self.styles.append(dataset_style(given, probe))
 
-    def _read(self, position: int) -> dict[str, Any]:
-        """A record being indexed (before :meth:`freeze`), as stored."""
-        src, key = self._cols["src"][position], self._cols["key"][position]
+    def _stored(self, src: int, key: int, released: bool) -> dict[str, Any]:
+        """The record at (source, key) as :func:`read_dataset` gives it: an in-memory list's item (normalized
+        when it was read), or the JSONL line at that byte offset (normalized here for released data)."""
         if src < 0:
             return self.lists[-src - 1][key]
         with self.files[src].open("rb") as fh:
             fh.seek(key)
-            rec: dict[str, Any] = _released_record(json.loads(fh.readline()))
-            return rec
+            rec: dict[str, Any] = json.loads(fh.readline())
+        return _released_record(rec) if released else rec
 
     def _index_records(self, given: Path, image_root: Path | None, base: Path, released: bool, root: int) -> None:
         import array
@@ -563,10 +555,7 @@ class LazyRecords(Sequence[dict[str, Any]]):
             return
         seen: set[str] = set()
         for k in np.flatnonzero(np.isin(h, list(repeated))).tolist():
-            src, key = self._cols["src"][first + k], self._cols["key"][first + k]
-            with self.files[src].open("rb") as fh:
-                fh.seek(key)
-                rid = json.loads(fh.readline())["id"]
+            rid = self._stored(self._cols["src"][first + k], self._cols["key"][first + k], False)["id"]
             if rid in seen:
                 raise DatasetError(f"{given}: duplicate id {rid!r}")
             seen.add(rid)
@@ -605,14 +594,18 @@ class LazyRecords(Sequence[dict[str, Any]]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         p = int(self.positions[i])
-        src, key, root = int(self.arrays["src"][p]), int(self.arrays["key"][p]), int(self.arrays["root"][p])
-        if src < 0:
-            rec = dict(self.lists[-src - 1][key])
-        else:
-            with self.files[src].open("rb") as fh:
-                fh.seek(key)
-                rec = json.loads(fh.readline())
-            if self.released[root]:
-                rec = _released_record(rec)
-        prefix = self.prefixes[root]
-        return {**rec, "_root": root, "id": f"{prefix}{rec['id']}"}
+        root = int(self.arrays["root"][p])
+        rec = self._stored(int(self.arrays["src"][p]), int(self.arrays["key"][p]), self.released[root])
+        return {**rec, "_root": root, "id": f"{self.prefixes[root]}{rec['id']}"}
+
+
+def index_datasets(specs: Sequence[str | os.PathLike[str]]) -> tuple[LazyRecords, list[Path]]:
+    """Index several datasets (``PATH`` or ``FILE.json[=IMAGE_ROOT]``, see :func:`split_dataset_spec`); returns
+    the records and each dataset's image root. Ids get a ``<n>:`` prefix when there is more than one dataset."""
+    index = LazyRecords()
+    roots: list[Path] = []
+    for i, spec in enumerate(specs):
+        path, images = split_dataset_spec(spec)
+        index.add_dataset(path, images, i, f"{i}:" if len(specs) > 1 else "")
+        roots.append(images or (path.parent if path.is_file() else path))
+    return index.freeze(), roots

@@ -17,27 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llara_core.conversations import DatasetError, LazyRecords, common_style, split_dataset_spec
+from llara_core.conversations import DatasetError, common_style, index_datasets
 from llara_core.fileio import atomic_write_bytes, atomic_write_json
-
-
-def _index(specs: Sequence[str | Path]) -> tuple[LazyRecords, list[Path], list[Path]]:
-    """(records, dataset paths, image roots) of several dataset specs (``PATH`` or ``FILE.json=IMAGE_ROOT``)."""
-    index = LazyRecords()
-    paths, roots = [], []
-    for i, spec in enumerate(specs):
-        path, images = split_dataset_spec(spec)
-        index.add_dataset(path, images, i, f"{i}:" if len(specs) > 1 else "")
-        paths.append(path)
-        roots.append(images or (path.parent if path.is_file() else path))
-    return index.freeze(), paths, roots
 
 
 def dataset_stats(specs: Sequence[str | Path], tokenizer: Any = None) -> dict[str, Any]:
     """Records per kind, images, episodes, and prompt/answer lengths (tokens with ``tokenizer``, else characters)."""
     from llara_core.conversations import record_episode
 
-    records, _, _ = _index(specs)
+    records, _ = index_datasets(specs)
     kinds: Counter[str] = Counter()
     images: set[tuple[int, str]] = set()
     episodes: set[str] = set()
@@ -79,7 +67,7 @@ def mix_datasets(specs: Sequence[str | Path], out: str | Path, ratios: dict[str,
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out} exists and is not empty: mix into a new folder")
-    records, _, roots = _index(specs)
+    records, roots = index_datasets(specs)
     style = common_style({str(s): st for s, st in zip(specs, records.styles, strict=True)})
     chosen = mix_records(records, ratios, seed)
     out.mkdir(parents=True, exist_ok=True)

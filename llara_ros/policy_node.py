@@ -68,8 +68,8 @@ class PolicyNode(Node):
             load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector, c.backend,
             c.remote, c.prompt_profile).result()  # fmt: skip
         style = getattr(self.policy, "style", None)
-        source = c.remote.base_url if c.backend == "openai" else c.model or "shipped demo model"
-        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {source}" + (
+        self.source = c.remote.base_url if c.backend == "openai" else c.model or "shipped demo model"
+        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {self.source}" + (
             f"; prompts: profile {style.profile}, end effector {style.end_effector!r}" if style else ""))  # fmt: skip
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
@@ -211,8 +211,7 @@ class PolicyNode(Node):
 
     def _diagnostics(self) -> None:
         lat = sorted(self.latencies)
-        hw = self.cfg.remote.base_url if self.cfg.backend == "openai" else self.cfg.model or "shipped demo model"
-        status = DiagnosticStatus(name="llara_ros: policy_node", hardware_id=hw)
+        status = DiagnosticStatus(name="llara_ros: policy_node", hardware_id=self.source)
         error = self.last_error
         status.level = DiagnosticStatus.ERROR if error else DiagnosticStatus.OK
         status.message = error or "ok"

@@ -194,7 +194,7 @@ def test_refusals_say_what_to_set(tmp_path):
 
 
 def test_the_end_effector_is_a_setting_of_conversion_and_policy(tmp_path):
-    from llara_core.conversations import prompt_settings
+    from llara_core.conversations import common_style, dataset_style
     from llara_core.convert import ConversionConfig, convert_bags
     from llara_core.model.runtime import VLMPolicy
     from llara_core.prompts import PromptStyle, inbc_prompt
@@ -207,9 +207,9 @@ def test_the_end_effector_is_a_setting_of_conversion_and_policy(tmp_path):
     assert records and all("where the gripper picks up" in r["conversations"][0]["value"] for r in records)
     assert json.loads((tmp_path / "grip" / "manifest.json").read_text())["end_effector"] == "gripper"
     convert_bags([bag], tmp_path / "cup", ConversionConfig(kinds=("inbc",)), progress=False)
-    assert prompt_settings([tmp_path / "grip"]) == PromptStyle("llara_ros", "gripper")
+    assert dataset_style(tmp_path / "grip") == PromptStyle("llara_ros", "gripper")
     with pytest.raises(ValueError, match="different end effectors"):
-        prompt_settings([tmp_path / "grip", tmp_path / "cup"])
+        common_style({str(d): dataset_style(d) for d in (tmp_path / "grip", tmp_path / "cup")})
     with pytest.raises(ValueError, match="one-line phrase"):
         ConversionConfig(end_effector=" ")
     policy = VLMPolicy.__new__(VLMPolicy)

@@ -102,7 +102,7 @@ def test_other_texts_are_not_llara_prompts():
 
 def test_a_dataset_converted_in_the_llara_profile_holds_llaras_prompts(tmp_path):
     from llara_core.bags import write_episode_bag
-    from llara_core.conversations import prompt_settings, read_dataset
+    from llara_core.conversations import dataset_style, read_dataset
     from llara_core.convert import ConversionConfig, convert_bags
     from llara_core.synthetic import make_episode
 
@@ -113,7 +113,7 @@ def test_a_dataset_converted_in_the_llara_profile_holds_llaras_prompts(tmp_path)
     parsed = [parse_llara_prompt(q) for q in questions]
     assert len(parsed) == 4 and all(p is not None for p in parsed), questions
     assert {len(p.history) for p in parsed} == {0, 1} and any(p.objects for p in parsed)
-    assert prompt_settings([tmp_path / "ds"]) == PromptStyle("llara")
+    assert dataset_style(tmp_path / "ds") == PromptStyle("llara")
 
 
 def _released_dataset(tmp_path):

@@ -153,16 +153,10 @@ def load_records(datasets: Sequence[str | Path]) -> tuple[Any, list[Path], Promp
     ``_root`` (its image root's index). The datasets must share one prompt
     style, which is returned for the model folder.
     """
-    from llara_core.conversations import LazyRecords, common_style, split_dataset_spec
+    from llara_core.conversations import common_style, index_datasets
 
-    roots: list[Path] = []
-    index = LazyRecords()
-    for i, spec in enumerate(datasets):
-        path, images = split_dataset_spec(spec)
-        index.add_dataset(path, images, i, f"{i}:" if len(datasets) > 1 else "")
-        roots.append(images or (path.parent if path.is_file() else path))
-    style = common_style({str(spec): st for spec, st in zip(datasets, index.styles, strict=True)})
-    return index.freeze(), roots, style
+    records, roots = index_datasets(datasets)
+    return records, roots, common_style({str(spec): st for spec, st in zip(datasets, records.styles, strict=True)})
 
 
 def _atomic_save(out: Path, save: Any) -> None:
