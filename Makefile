@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-memory bench-policy bench-ros bench-dds ablation lint \
+.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-memory bench-policy bench-ros bench-dds bench-plan ablation lint \
 	mutation clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt requirements-scale.txt setup.py
@@ -25,8 +25,11 @@ venv: $(STAMP)
 DEMO_EPISODES ?= 5
 # DEMO_BACKEND=openai: the model answers from `llara serve` over HTTP (the GPU-server split)
 DEMO_BACKEND ?= transformers
+# The demo runs on a private ROS graph (a free ROS_DOMAIN_ID, discovery limited to this machine); DEMO_DOMAIN_ID=N picks N
+DEMO_DOMAIN_ID ?=
 demo: $(STAMP)
-	$(PY) -m llara_ros.demo --episodes $(DEMO_EPISODES) --backend $(DEMO_BACKEND) --out demo_output
+	$(PY) -m llara_ros.demo --episodes $(DEMO_EPISODES) --backend $(DEMO_BACKEND) --out demo_output \
+		$(if $(DEMO_DOMAIN_ID),--domain-id $(DEMO_DOMAIN_ID))
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -60,6 +63,10 @@ bench-ros: $(STAMP)
 # the expert's steps as action text through action_node -> sim_node over DDS, 100 l1_placement seeds
 bench-dds: $(STAMP)
 	$(PY) scripts/closed_loop_dds.py --episodes 100
+
+# the planner against an independent one on the demo arm, Panda and UR5, with and without home (README table)
+bench-plan: $(STAMP)
+	$(PY) scripts/bench_plan.py
 
 # mutation testing of the pure core modules (mutmut; hours on 2 cores, not in CI): kill rates per module
 mutation: $(STAMP)

@@ -12,7 +12,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 PARAMS = "policy.yaml"
@@ -35,8 +35,14 @@ def generate_launch_description() -> LaunchDescription:
             Node(
                 package="llara_ros", executable="policy_node", name="policy_node", parameters=[params], output="screen"
             ),
-            Node(
-                package="llara_ros", executable="action_node", name="action_node", parameters=[params], output="screen"
+            # a lifecycle node: `ros2 lifecycle set /action_node configure|activate`, or launch's lifecycle events
+            LifecycleNode(
+                package="llara_ros",
+                executable="action_node",
+                name="action_node",
+                namespace="",
+                parameters=[params],
+                output="screen",
             ),
             Node(
                 package="robot_state_publisher",

@@ -591,13 +591,17 @@ def _plan(p: argparse.ArgumentParser) -> Handler:
         import yaml
 
         from llara_core.config import from_dict, load_ros_params
-        from llara_core.robot import Planner, RobotConfig, load_kinematics
+        from llara_core.planning import Planner, RobotConfig, load_kinematics
+        from llara_core.planning.planner import NODE_ONLY_KEYS
 
         path = _existing(args.config, "config")
         raw = yaml.safe_load(path.read_text()) or {}
         ros_file = isinstance(raw, dict) and any(isinstance(v, dict) and "ros__parameters" in v for v in raw.values())
-        cfg = load_ros_params(RobotConfig, path, args.node) if ros_file else from_dict(RobotConfig, raw,
-                                                                                          base_dir=path.parent)  # fmt: skip
+        if ros_file:
+            cfg = load_ros_params(RobotConfig, path, args.node, ignore=NODE_ONLY_KEYS)
+        else:
+            plain = {k: v for k, v in raw.items() if k not in NODE_ONLY_KEYS}
+            cfg = from_dict(RobotConfig, plain, base_dir=path.parent)
         if args.camera_info:
             cfg = dataclasses.replace(cfg, camera_info_file=str(_existing(args.camera_info, "calibration file")))
         kin = None if args.no_ik or not cfg.urdf else load_kinematics(cfg)

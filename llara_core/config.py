@@ -313,8 +313,12 @@ def load_yaml(cls: type[T], path: str | os.PathLike[str], section: str | None = 
 ROS_BUILTIN_PARAMETERS = ("use_sim_time", "qos_overrides", "start_type_description_service")
 
 
-def load_ros_params(cls: type[T], path: str | os.PathLike[str], node: str) -> T:
-    """``cls`` from a ROS parameters file: ``<node>: {ros__parameters: {…}}`` (``/**`` applies to every node)."""
+def load_ros_params(cls: type[T], path: str | os.PathLike[str], node: str, ignore: Sequence[str] = ()) -> T:
+    """``cls`` from a ROS parameters file: ``<node>: {ros__parameters: {…}}`` (``/**`` applies to every node).
+
+    ``ignore``: top-level keys that belong to the node but not to ``cls`` (e.g.
+    the action node's executor settings when ``llara plan`` reads its file).
+    """
     import yaml
 
     path = Path(expand_path(str(path)))
@@ -327,7 +331,7 @@ def load_ros_params(cls: type[T], path: str | os.PathLike[str], node: str) -> T:
         section = data.get(key) if isinstance(data, dict) else None
         if isinstance(section, dict):
             params.update(section.get("ros__parameters") or {})
-    for builtin in ROS_BUILTIN_PARAMETERS:  # every rclpy node has these; they are not the configuration's
+    for builtin in (*ROS_BUILTIN_PARAMETERS, *ignore):  # every rclpy node has the builtins; not the config's
         params.pop(builtin, None)
     if not params and node not in data:
         raise ConfigError(f"{path} has no parameters for {node} (expected '{node}: {{ros__parameters: ...}}')")

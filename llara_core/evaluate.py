@@ -2,7 +2,7 @@
 
 For each task: render the camera, ask the policy (inBC, or D-inBC with the
 scene's object boxes), execute only the FIRST parsed step — lifted to the
-table through the camera model (:mod:`llara_core.execution`) and run by the
+table through the camera model (:mod:`llara_core.planning`) and run by the
 same motion primitive as the expert —, re-query with the finished steps as
 history, until the goal predicate holds or the step budget is spent. An answer
 that does not parse is a failure, logged with its text; nothing is repaired.
@@ -24,8 +24,8 @@ from typing import Any
 
 from llara_core.actions import ActionStep
 from llara_core.config import setting
-from llara_core.execution import ActionPlan, ExecutionSettings, plan_action
 from llara_core.model.runtime import Policy
+from llara_core.planning import ActionPlan, ExecutionSettings, plan_action
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,15 @@ def run_episode(
 ) -> dict[str, Any]:
     """One closed-loop episode; returns its row (success, steps, reason, the model's answers).
 
-    Each answer goes through :func:`llara_core.execution.plan_action` — the
+    Each answer goes through :func:`llara_core.planning.plan_action` — the
     action node's planner — with ``partial="first_step"``: LLaRA executes the
     first step of an answer; an answer whose first step does not parse ends the
     episode as a failure and moves nothing.
     """
     from llara_core.sim.env import TabletopEnv
-    from llara_core.sim.expert import execute_plan
+    from llara_core.sim.expert import execute_joints
     from llara_core.sim.robot import ArmKinematics
     from llara_core.sim.tasks import goal_status, make_task
-    from llara_core.trajectory import MotionError
 
     task = make_task(family, seed)
     kin = ArmKinematics()
@@ -89,17 +88,14 @@ def run_episode(
             out = policy.act(image, task.instruction, env.object_boxes() if d_inbc else None, history)
             answers.append(out.text)
             latencies.append(out.latency_s)
-            plan = plan_action(out.text, env.camera, env.camera_pose, settings, image=image, partial="first_step")
+            plan = plan_action(out.text, env.camera, env.camera_pose, settings, image=image, partial="first_step",
+                               kinematics=kin, q0=env.commanded_q)  # fmt: skip
             if not isinstance(plan, ActionPlan):
                 reason = (
                     f"unparseable answer: {out.text!r}" if plan.code == "parse" else f"not executable: {plan.reason}"
                 )
                 break
-            try:
-                execute_plan(env, kin, plan.items, settings)
-            except MotionError as exc:
-                reason = f"not executable: {exc}"
-                break
+            execute_joints(env, plan.joints)
             history.append(dataclasses.replace(plan.step, index=len(history) + 1))
             env.run_for(0.3)
             if all(goal_status(task, {o.name: env.object_pose(o.name) for o in task.scene.objects})):

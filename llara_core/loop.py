@@ -1,7 +1,8 @@
 """LLaRA's closed loop on the policy side, as a pure state machine (what policy_node runs; testable without ROS).
 
 A task arrives -> query the model with the newest image -> publish its answer
--> wait for ``step_done`` -> on success, append the executed step to the
+-> wait for ``step_done`` (at most ``step_timeout_s``: then the step counts as
+failed) -> on success, append the executed step to the
 history ("You have finished: …") and query again; on failure, query again or
 stop (``on_failure``); stop after ``max_steps`` executed steps, when the task is
 cleared (an empty task) or on reset. Every task message starts a new episode.
@@ -18,10 +19,9 @@ from typing import Literal
 
 from llara_core.actions import ActionStep
 from llara_core.config import check_choices, setting
-from llara_core.execution import select_step
+from llara_core.planning import StepDone, select_step
 from llara_core.prompts import PROMPT_PROFILES
 from llara_core.remote import RemoteConfig
-from llara_core.supervisor import StepDone
 
 Phase = Literal["idle", "want_query", "querying", "waiting_step", "done"]
 
@@ -51,6 +51,9 @@ class PolicyConfig:
     max_steps: int = setting(4, "executed steps after which the episode stops querying")
     on_failure: Literal["requery", "stop"] = setting("requery", "after a failed step: query again, or stop")
     max_failures: int = setting(3, "failed steps in a row after which the episode stops")
+    step_timeout_s: float = setting(
+        180.0, "give up waiting for the action node's step_done after this; counts as a failed step (on_failure)"
+    )
     max_image_age_s: float = setting(1.0, "a frame older than this is refused for a query")
     settle_s: float = setting(0.3, "after step_done, wait this long for a frame of the settled scene")
     image_transport: Literal["raw", "compressed"] = setting("raw", "camera topic type: Image or CompressedImage")
@@ -62,8 +65,8 @@ class PolicyConfig:
             raise ValueError(f"prompt_profile must be one of {PROMPT_PROFILES}, got {self.prompt_profile!r}")
         if self.max_steps < 1 or self.max_failures < 1 or self.latency_window < 1 or self.max_new_tokens < 1:
             raise ValueError("max_steps, max_failures, latency_window and max_new_tokens must be >= 1")
-        if self.max_image_age_s <= 0 or self.settle_s < 0:
-            raise ValueError("max_image_age_s must be > 0 and settle_s >= 0")
+        if self.max_image_age_s <= 0 or self.settle_s < 0 or self.step_timeout_s <= 0:
+            raise ValueError("max_image_age_s and step_timeout_s must be > 0 and settle_s >= 0")
 
 
 @dataclass
@@ -74,17 +77,19 @@ class PolicyLoop:
     on_failure: str = "requery"
     max_failures: int = 3
     settle_s: float = 0.3
+    step_timeout_s: float = 180.0
     phase: Phase = "idle"
     instruction: str = ""
     history: list[ActionStep] = field(default_factory=list)
     failures: int = 0
     generation: int = 0
     not_before: float = 0.0  # a query needs a frame taken after this time
+    waiting_since: float = 0.0  # when the answer whose step_done we wait for went out
     stopped_because: str = ""
 
     @classmethod
     def from_config(cls, cfg: PolicyConfig) -> PolicyLoop:
-        return cls(cfg.max_steps, cfg.on_failure, cfg.max_failures, cfg.settle_s)
+        return cls(cfg.max_steps, cfg.on_failure, cfg.max_failures, cfg.settle_s, cfg.step_timeout_s)
 
     def on_task(self, text: str, now: float) -> None:
         """A task message: a new episode (an empty text clears the task and stops the loop)."""
@@ -107,12 +112,20 @@ class PolicyLoop:
         self.phase = "querying"
         return self.generation
 
-    def answered(self, generation: int, answer: str) -> bool:
-        """The model answered query ``generation``; False when that query is stale (drop the answer)."""
+    def answered(self, generation: int, answer: str, now: float) -> bool:
+        """The model answered query ``generation`` at ``now``; False when that query is stale (drop the answer)."""
         if generation != self.generation or self.phase != "querying":
             return False
-        self.phase = "waiting_step"
+        self.phase, self.waiting_since = "waiting_step", now
         return True
+
+    def check_timeout(self, now: float) -> StepDone | None:
+        """No step_done within ``step_timeout_s``: the step counts as failed (re-query or stop); returns it."""
+        if self.phase != "waiting_step" or now - self.waiting_since <= self.step_timeout_s:
+            return None
+        done = StepDone("", False, f"no step_done from the action node within {self.step_timeout_s:g} s")
+        self.on_step_done(done, now)
+        return done
 
     def query_failed(self, generation: int) -> None:
         """The query raised (model error): try again with the next frame."""

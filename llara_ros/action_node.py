@@ -1,10 +1,16 @@
 """action_node: the model's action text -> a checked 3-D plan -> the arm (MoveIt, joint trajectories) or nothing.
 
 A lifecycle node (``rclpy.lifecycle``): ``configure`` loads the robot model,
-the calibration and the backend; only ``active`` commands anything;
-``deactivate`` stops motion. ``autostart: true`` (the simulator's config)
-configures and activates itself; the real-arm config leaves activation to
-the operator::
+the calibration and the executor and creates the inputs, services and
+lifecycle publishers; only ``active`` commands anything; ``deactivate`` stops
+motion; ``cleanup`` destroys everything ``configure`` made, each entity with
+its own destroy call. ``action_text``, ``estop``, ``step_done`` and
+``/diagnostics`` exist in every state, so every action text gets exactly one
+``step_done`` — refused (also while unconfigured or inactive), rejected, timed
+out, stopped (estop, deactivation, shutdown), failed or done. Parameters are
+read once at start and declared read-only. ``autostart: true`` (the
+simulator's config) configures and activates itself; the real-arm config
+leaves activation to the operator::
 
     ros2 run llara_ros action_node --ros-args --params-file config/action.yaml
     ros2 lifecycle set /action_node configure && ros2 lifecycle set /action_node activate
@@ -14,17 +20,17 @@ Subscribes ``action_text`` (std_msgs/String, the model's answer verbatim),
 refinement; Image, or CompressedImage with ``image_transport: compressed``),
 ``/camera/aligned_depth_to_color/image_raw`` (with ``use_depth``),
 ``/joint_states``, ``estop`` (std_msgs/Bool) — remap the camera topics to yours. Publishes
-``goals`` (PoseArray), ``markers`` (MarkerArray), ``step_done`` (String JSON
-``{"step", "ok", "reason"}``), ``/diagnostics``; the joint_trajectory backend
+``goals`` (PoseArray), ``markers`` (MarkerArray) — lifecycle publishers —, ``step_done`` (String JSON
+``{"step", "ok", "reason"}``), ``/diagnostics``; the joint_trajectory executor
 also ``/<controller>/joint_trajectory`` and the gripper command. Services
 ``~/approve`` and ``~/reject`` (std_srvs/Trigger) with ``require_approval``.
 
 Every refusal (unparseable or partly invalid text, a point off the table or
 outside the workspace, IK failure, no camera_info or camera pose, a stale
-image, a second action while one runs, estop) is a ``step_done`` with
-``ok: false`` and the reason, and commands nothing. The logic is
-:class:`llara_core.supervisor.Supervisor` and :class:`llara_core.robot.Planner`;
-this file connects them to ROS.
+image, a second action while one runs, estop, an inactive node) is a
+``step_done`` with ``ok: false`` and the reason, and commands nothing. The
+logic is :class:`llara_core.planning.Supervisor` and
+:class:`llara_core.planning.Planner`; this file connects them to ROS.
 """
 
 from __future__ import annotations
@@ -32,48 +38,78 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseArray
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
-from std_msgs.msg import Bool, String
+from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
+from llara_core import topics
+from llara_core.config import check_choices, setting
 from llara_core.errors import LlaraError
-from llara_core.execution import ActionPlan, Refusal
 from llara_core.geometry import CameraModel, GeometryError, pose_to_matrix
-from llara_core.robot import Planner, RobotConfig, load_kinematics
-from llara_core.supervisor import Decision, StepDone, Supervisor
-from llara_ros.backends import Backend, DryRunBackend, JointTrajectoryBackend, MoveItBackend
+from llara_core.planning import (
+    ActionPlan,
+    Decision,
+    Planner,
+    Refusal,
+    RobotConfig,
+    StepDone,
+    Supervisor,
+    load_camera,
+    load_kinematics,
+)
+from llara_ros.backends import (
+    STOPPED,
+    DryRunExecutor,
+    Executor,
+    ExecutorName,
+    JointTrajectoryConfig,
+    JointTrajectoryExecutor,
+    MoveItConfig,
+    MoveItExecutor,
+)
 from llara_ros.conversions import camera_info_to_model, image_msg_to_array, image_msg_to_rgb
 from llara_ros.params import declare_config, read_config
-from llara_ros.qos import COMMAND, LATEST, SENSOR, TASK
 from llara_ros.spin import run_node
+from llara_ros.topics import publisher, subscription
 from llara_ros.visualization import plan_goals, plan_markers
 
-# The recorder's and the simulator's topic names (the bag contract); remap them to your camera's (-r OLD:=NEW).
-IMAGE_TOPIC, CAMERA_INFO_TOPIC = "/camera/color/image_raw", "/camera/color/camera_info"
-DEPTH_TOPIC, JOINT_STATES_TOPIC = "/camera/aligned_depth_to_color/image_raw", "/joint_states"
+
+@dataclass(frozen=True)
+class ActionNodeConfig(RobotConfig):
+    """The action node's parameters: the planning (:class:`RobotConfig`) plus the executor and lifecycle."""
+
+    executor: ExecutorName = setting("dry_run", "dry_run plans and draws only; joint_trajectory or moveit move the arm")
+    autostart: bool = setting(False, "configure and activate at start (the simulator); else the operator activates")
+    joint_trajectory: JointTrajectoryConfig = field(default_factory=JointTrajectoryConfig)
+    moveit: MoveItConfig = field(default_factory=MoveItConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(self)
 
 
 class ActionNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("action_node", **kwargs)
-        declare_config(self, RobotConfig)
-        self.cfg = read_config(self, RobotConfig)  # ConfigError names a bad parameter: main exits 2
+        declare_config(self, ActionNodeConfig)
+        self.cfg = read_config(self, ActionNodeConfig)  # ConfigError names a bad parameter: main exits 2
         c = self.cfg
         self.supervisor = Supervisor(c.require_approval, c.approval_timeout_s, c.max_image_age_s)
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.stop_reason = ""
+        self.state_label = "unconfigured"
         self.active = False
-        self.backend: Backend | None = None
+        self.motion: Executor | None = None
         self.planner: Planner | None = None
         self.worker: threading.Thread | None = None
         self.camera: CameraModel | None = None
@@ -84,33 +120,40 @@ class ActionNode(LifecycleNode):
         self.robot_description: str | None = None
         self.last_error = ""
         self.tf_buffer: Any = None
-        self._entities: list[Any] = []
+        self._tf_listener: Any = None
+        self._made_subs: list[Any] = []
+        self._made_services: list[Any] = []
+        self._made_pubs: list[Any] = []
         self._description = threading.Event()
+        # In every state: the loop's contract (an action always gets its step_done), the estop, diagnostics.
+        group = MutuallyExclusiveCallbackGroup()
+        self.done_pub = publisher(self, topics.STEP_DONE)
+        self.diag_pub = publisher(self, topics.DIAGNOSTICS)
+        subscription(self, topics.ACTION_TEXT, self._on_action, callback_group=group)
+        subscription(self, topics.ESTOP, self._on_estop)
+        self.create_timer(0.5, self._tick, callback_group=group)
         if not c.urdf:  # latched by robot_state_publisher; its own group so configure can wait for it
-            self.create_subscription(String, "robot_description", self._on_description, TASK,
-                                     callback_group=MutuallyExclusiveCallbackGroup())  # fmt: skip
-        if c.autostart:
-            self._autostart = self.create_timer(0.1, self._start_once)
+            subscription(self, topics.ROBOT_DESCRIPTION, self._on_description,
+                         callback_group=MutuallyExclusiveCallbackGroup())  # fmt: skip
+        self._autostart = self.create_timer(0.1, self._start_once) if c.autostart else None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _start_once(self) -> None:
+        assert self._autostart is not None
         self.destroy_timer(self._autostart)
+        self._autostart = None
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         c = self.cfg
         try:
-            self.camera = None
-            if c.camera_info_file:
-                from llara_core.robot import load_camera
-
-                self.camera = load_camera(c)
+            self.camera = load_camera(c) if c.camera_info_file else None
             kin = None
-            if c.backend == "joint_trajectory" or c.urdf:
+            if c.executor == "joint_trajectory" or c.urdf:
                 kin = load_kinematics(c, self._wait_robot_description() if not c.urdf else None)
-            self.planner = Planner(c, kinematics=kin if c.backend == "joint_trajectory" else None, camera=self.camera)
-            self.backend = self._make_backend(kin)
+            self.planner = Planner(c, kinematics=kin if c.executor == "joint_trajectory" else None, camera=self.camera)
+            self.motion = self._make_executor(kin)
         except (LlaraError, ValueError) as exc:
             self.get_logger().error(f"configure failed: {exc}")
             self.last_error = str(exc)
@@ -118,61 +161,69 @@ class ActionNode(LifecycleNode):
         if c.camera_pose is None:
             self._start_tf()
         group = MutuallyExclusiveCallbackGroup()
-        image_type = CompressedImage if c.image_transport == "compressed" else Image
-        self._entities = [
-            self.create_subscription(String, "action_text", self._on_action, COMMAND, callback_group=group),
-            self.create_subscription(Bool, "estop", self._on_estop, COMMAND),
-            self.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_info, SENSOR),
-            self.create_subscription(image_type, IMAGE_TOPIC, self._on_image, SENSOR),
-            self.create_subscription(JointState, JOINT_STATES_TOPIC, self._on_joints, SENSOR),
-            self.create_service(Trigger, "~/approve", self._on_approve, callback_group=group),
-            self.create_service(Trigger, "~/reject", self._on_reject, callback_group=group),
-            self.create_timer(0.5, self._tick, callback_group=group),
+        image = topics.COMPRESSED_IMAGE if c.image_transport == "compressed" else topics.IMAGE
+        self._made_subs = [
+            subscription(self, topics.CAMERA_INFO, self._on_info, destroyable=True),
+            subscription(self, image, self._on_image, destroyable=True),
+            subscription(self, topics.JOINT_STATES, self._on_joints, destroyable=True),
         ]
         if c.use_depth:
-            self._entities.append(self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR))
-        self.goals_pub = self.create_publisher(PoseArray, "goals", LATEST)
-        self.markers_pub = self.create_publisher(MarkerArray, "markers", LATEST)
-        self.done_pub = self.create_publisher(String, "step_done", COMMAND)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", COMMAND)
-        self.get_logger().info(f"configured: backend {self.backend.name}, base frame {c.base_frame}")
+            self._made_subs.append(subscription(self, topics.DEPTH, self._on_depth, destroyable=True))
+        self._made_services = [
+            self.create_service(Trigger, "~/approve", self._on_approve, callback_group=group),
+            self.create_service(Trigger, "~/reject", self._on_reject, callback_group=group),
+        ]
+        self.goals_pub = publisher(self, topics.GOALS, lifecycle=True)
+        self.markers_pub = publisher(self, topics.MARKERS, lifecycle=True)
+        self._made_pubs = [self.goals_pub, self.markers_pub]
+        self.state_label = "inactive"
+        self.get_logger().info(f"configured: executor {self.motion.name}, base frame {c.base_frame}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = True
-        self.get_logger().info(f"active: actions on 'action_text' now go to the {self.cfg.backend} backend")
+        self.active, self.state_label = True, "active"
+        self.get_logger().info(
+            f"active: actions on {topics.ACTION_TEXT.name} now go to the {self.cfg.executor} executor"
+        )
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
-        self._halt("deactivated")
+        self.active, self.state_label = False, "inactive"
+        self._halt("deactivation")  # the hold goes out before the lifecycle publishers are disabled
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._wait_worker()
         self._destroy_entities()
+        self.state_label = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.active = False
+        self.active, self.state_label = False, "finalized"
         self._halt("shutdown")
         return TransitionCallbackReturn.SUCCESS
 
     def _destroy_entities(self) -> None:
-        for e in self._entities:
-            for destroy in (self.destroy_subscription, self.destroy_service, self.destroy_timer):
-                try:
-                    destroy(e)
-                    break
-                except (TypeError, AttributeError, ValueError):
-                    continue
-        self._entities = []
+        """Destroy what configure made, each entity with its own call (rclpy's destroy_* return False, not raise)."""
+        for sub in self._made_subs:
+            self.destroy_subscription(sub)
+        for srv in self._made_services:
+            self.destroy_service(srv)
+        for pub in self._made_pubs:
+            self.destroy_lifecycle_publisher(pub)
+        if self.motion is not None:
+            self.motion.close()
+        if self._tf_listener is not None:
+            self._tf_listener.unregister()
+        self._made_subs, self._made_services, self._made_pubs = [], [], []
+        self.motion = self.planner = self.tf_buffer = self._tf_listener = None
 
-    def _make_backend(self, kin: Any) -> Backend:
-        if self.cfg.backend == "joint_trajectory":
-            return JointTrajectoryBackend(self, self.cfg, kin, lambda: self.joints)
-        if self.cfg.backend == "moveit":
-            return MoveItBackend(self.cfg)
-        return DryRunBackend()
+    def _make_executor(self, kin: Any) -> Executor:
+        if self.cfg.executor == "joint_trajectory":
+            return JointTrajectoryExecutor(self, self.cfg.joint_trajectory, kin, lambda: self.joints)
+        if self.cfg.executor == "moveit":
+            return MoveItExecutor(self.cfg.moveit, self.cfg.base_frame, self.cfg.tool_frame)
+        return DryRunExecutor()
 
     def _on_description(self, msg: String) -> None:
         self.robot_description = msg.data
@@ -208,7 +259,7 @@ class ActionNode(LifecycleNode):
         return pose_to_matrix([v.x, v.y, v.z], [q.x, q.y, q.z, q.w])
 
     # -- inputs --------------------------------------------------------------------------------------
-    def _on_info(self, msg: CameraInfo) -> None:
+    def _on_info(self, msg: Any) -> None:
         try:
             self.camera = camera_info_to_model(msg, rectified=self.cfg.rectified)
         except GeometryError as exc:
@@ -221,22 +272,22 @@ class ActionNode(LifecycleNode):
         except (LlaraError, ValueError) as exc:
             self.last_error = f"image unusable: {exc}"
 
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg: Any) -> None:
         try:
             self.depth = image_msg_to_array(msg)
         except (LlaraError, ValueError) as exc:
             self.last_error = f"depth image unusable: {exc}"
 
-    def _on_joints(self, msg: JointState) -> None:
+    def _on_joints(self, msg: Any) -> None:
         joints = dict(self.joints or {})
         joints.update(zip(msg.name, msg.position, strict=False))
         self.joints = joints
 
     # -- actions -------------------------------------------------------------------------------------
     def _plan(self, text: str) -> ActionPlan | Refusal:
-        assert self.planner is not None and self.backend is not None
+        assert self.planner is not None and self.motion is not None
         q0 = None
-        if self.backend.needs_kinematics:
+        if self.motion.needs_kinematics:
             kin = self.planner.kinematics
             if self.joints is None or kin is None or any(n not in self.joints for n in kin.joint_names):
                 return Refusal("input", "no joint_states with every arm joint received yet")
@@ -249,9 +300,11 @@ class ActionNode(LifecycleNode):
 
     def _on_action(self, msg: String) -> None:
         if not self.active:
-            self.get_logger().warning(
-                "action ignored: the node is not active (ros2 lifecycle set /action_node activate)"
+            how = "configure and activate" if self.state_label == "unconfigured" else "activate"
+            why = (
+                f"action node is {self.state_label}: {how} it (ros2 lifecycle set {self.get_fully_qualified_name()} …)"
             )
+            self._apply(Decision(done=StepDone(msg.data, False, why)))
             return
         if self.image_time is None and self.cfg.refine_grasp_with_image:
             self._apply(Decision(done=StepDone(msg.data, False, "no camera image received yet")))
@@ -268,7 +321,8 @@ class ActionNode(LifecycleNode):
             self.markers_pub.publish(plan_markers(plan, self.cfg.base_frame, stamp, "pending" if d.wait else "active"))
         if d.wait is not None:
             self.get_logger().info(
-                "plan waiting for approval: ros2 service call /action_node/approve std_srvs/srv/Trigger"
+                f"plan waiting for approval: ros2 service call {self.get_fully_qualified_name()}/approve "
+                "std_srvs/srv/Trigger"
             )
         if d.execute is not None:
             self.stop.clear()
@@ -278,11 +332,13 @@ class ActionNode(LifecycleNode):
             self._publish_done(d.done)
 
     def _execute(self, plan: ActionPlan) -> None:
-        assert self.backend is not None
+        assert self.motion is not None
         try:
-            why = self.backend.execute(plan, self.stop)
-        except Exception as exc:  # a backend failure must end the step, not the node
+            why = self.motion.execute(plan, self.stop)
+        except Exception as exc:  # an executor failure must end the step, not the node
             why = f"{type(exc).__name__}: {exc}"
+        if why == STOPPED:
+            why = f"stopped by {self.stop_reason or 'estop'}"
         with self.lock:
             done = self.supervisor.finished(why is None, why or "")
         self._publish_done(done)
@@ -291,7 +347,10 @@ class ActionNode(LifecycleNode):
         if not done.ok:
             self.last_error = done.reason
             self.get_logger().warning(f"step refused or failed: {done.reason}")
-        self.done_pub.publish(String(data=done.to_json()))
+        try:
+            self.done_pub.publish(String(data=done.to_json()))
+        except RCLError:  # the context went down (shutdown) between the step's end and its report
+            pass
 
     def _on_approve(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         with self.lock:
@@ -309,54 +368,62 @@ class ActionNode(LifecycleNode):
         self._apply(d)
         return res
 
-    def _on_estop(self, msg: Bool) -> None:
+    def _on_estop(self, msg: Any) -> None:
         with self.lock:
-            must_stop = self.supervisor.set_estop(bool(msg.data))
+            d = self.supervisor.set_estop(bool(msg.data))
         if msg.data:
+            self.stop_reason = "estop"
             self.stop.set()
-            if self.backend is not None:
-                self.backend.hold()
+            if self.motion is not None:
+                self.motion.hold()
             self.get_logger().error("ESTOP: motion stopped; every action is refused until estop is false")
-            if not must_stop:
+            if self.active:
                 self.markers_pub.publish(MarkerArray())
         else:
             self.get_logger().info("estop cleared")
+        if d.done is not None:
+            self._publish_done(d.done)
 
     def close(self) -> None:
         """Stop any motion (process shutdown)."""
         self._halt("shutdown")
 
     def _halt(self, why: str) -> None:
+        """Stop motion; a plan waiting for approval is answered now, an executing one by its worker."""
+        self.stop_reason = why
         self.stop.set()
-        if self.backend is not None and self.context.ok():
+        if self.motion is not None and self.context.ok():
             try:
-                self.backend.hold()
+                self.motion.hold()
             except RCLError:  # the context went down between the check and the publish (shutdown)
                 pass
         with self.lock:
-            self.supervisor.reset()
+            d = self.supervisor.drop_pending(f"dropped by {why}")
+        if d.done is not None:
+            self._publish_done(d.done)
+
+    def _wait_worker(self, timeout_s: float = 5.0) -> None:
+        if self.worker is not None and self.worker.is_alive():
+            self.worker.join(timeout_s)
 
     def _tick(self) -> None:
         with self.lock:
             d = self.supervisor.tick(time.monotonic())
-        self._apply(d)
+        if d.done is not None:
+            self._publish_done(d.done)
         status = DiagnosticStatus(name="llara_ros: action_node", hardware_id=self.cfg.base_frame)
         status.level = DiagnosticStatus.ERROR if self.supervisor.estopped else (
             DiagnosticStatus.WARN if self.last_error else DiagnosticStatus.OK)  # fmt: skip
         status.message = "ESTOP" if self.supervisor.estopped else (self.last_error or "ok")
         status.values = [
             KeyValue(key="state", value=self.supervisor.state),
+            KeyValue(key="lifecycle", value=self.state_label),
             KeyValue(key="active", value=str(self.active)),
-            KeyValue(key="backend", value=self.cfg.backend),
+            KeyValue(key="executor", value=self.cfg.executor),
             KeyValue(key="camera_info", value=str(self.camera is not None)),
             KeyValue(key="camera_pose", value=str(self._camera_pose() is not None)),
         ]
-        self.diag_pub.publish(DiagnosticArray(header=self._header(), status=[status]))
-
-    def _header(self) -> Any:
-        from std_msgs.msg import Header
-
-        return Header(stamp=self.get_clock().now().to_msg())
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
 
 def main(args: list[str] | None = None) -> int:

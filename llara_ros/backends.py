@@ -1,9 +1,12 @@
-"""How a plan reaches the arm: ``dry_run`` (nothing), ``joint_trajectory`` (ros2_control topics), ``moveit`` (moveit_py).
+"""How a plan reaches the arm, the action node's ``executor``: ``dry_run`` (nothing), ``joint_trajectory``
+(ros2_control topics), ``moveit`` (moveit_py) — and each executor's configuration (``joint_trajectory.*``,
+``moveit.*`` parameters), which the ROS-free planner does not need.
 
-Every backend runs one :class:`~llara_core.execution.ActionPlan` at a time in the
+Every executor runs one :class:`~llara_core.planning.ActionPlan` at a time in the
 action node's worker thread and returns None when the step was executed, else
-the reason it stopped. ``stop`` is set by an emergency stop: the backend then
-stops commanding and holds the arm where it is.
+the reason it stopped. ``stop`` is set by an emergency stop, a deactivation or
+a shutdown: the executor then stops commanding (returns :data:`STOPPED`) and the
+node holds the arm where it is.
 
 joint_trajectory follows ros2_control's joint_trajectory_controller topic
 convention: ``/<controller>/joint_trajectory`` (trajectory_msgs/JointTrajectory,
@@ -20,7 +23,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from builtin_interfaces.msg import Duration
@@ -28,16 +32,61 @@ from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from llara_core import topics
+from llara_core.config import check_choices, setting
 from llara_core.errors import ConfigError
-from llara_core.execution import ActionPlan, Gripper, JointSegment, Motion
-from llara_core.kinematics import RobotKinematics
-from llara_core.robot import RobotConfig
+from llara_core.planning import ActionPlan, Gripper, JointSegment, Motion, RobotKinematics
 from llara_ros.conversions import matrix_to_pose_msg
+from llara_ros.topics import publisher
 
 JointReader = Callable[[], dict[str, float] | None]
+STOPPED = "stopped"  # what an executor returns when ``stop`` was set; the node says why (estop, deactivation, shutdown)
+ExecutorName = Literal["dry_run", "joint_trajectory", "moveit"]
+MoveItApi = Literal["auto", "humble", "jazzy"]
 
 
-class Backend(Protocol):
+@dataclass(frozen=True)
+class JointTrajectoryConfig:
+    """``joint_trajectory.*``: the ros2_control side of the joint_trajectory executor."""
+
+    controller: str = setting("joint_trajectory_controller", "trajectories go to /<controller>/joint_trajectory")
+    gripper_command_topic: str = setting(
+        topics.GRIPPER_COMMAND.name, "std_msgs/Float64MultiArray: the gripper's position command (m per finger)"
+    )
+    gripper_closed_position: float = setting(0.0, "gripper command that closes the fingers (squeeze)")
+    gripper_wait_s: float = setting(0.5, "seconds the fingers get after a gripper command")
+    joint_tolerance: float = setting(0.01, "rad: the arm counts as arrived when every joint is this close")
+    settle_s: float = setting(0.15, "seconds the arm rests at the end of each segment before the next command")
+    arrival_timeout_s: float = setting(10.0, "seconds past a segment's duration before its execution fails")
+
+    def __post_init__(self) -> None:
+        if not self.controller:
+            raise ValueError("joint_trajectory.controller must name the controller")
+        if self.settle_s < 0:
+            raise ValueError("joint_trajectory.settle_s must be >= 0")
+        for name in ("gripper_wait_s", "joint_tolerance", "arrival_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"joint_trajectory.{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class MoveItConfig:
+    """``moveit.*``: planning groups and planners of the moveit executor."""
+
+    arm_group: str = setting("manipulator", "planning group of the arm")
+    gripper_group: str = setting("gripper", "planning group of the hand (empty: no gripper)")
+    gripper_open_state: str = setting("open", "SRDF named state of the open hand")
+    gripper_closed_state: str = setting("close", "SRDF named state of the closed hand")
+    pilz_lin: bool = setting(True, "straight approach and retreat through the Pilz LIN planner")
+    api: MoveItApi = setting("auto", "moveit_py execute() signature: humble, or jazzy (Iron and later)")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+
+class Executor(Protocol):
+    """Runs one plan at a time on the node's worker thread: None when done, else why it stopped."""
+
     name: str
     needs_kinematics: bool
 
@@ -45,8 +94,10 @@ class Backend(Protocol):
 
     def hold(self) -> None: ...
 
+    def close(self) -> None: ...
 
-class DryRunBackend:
+
+class DryRunExecutor:
     """Plans are drawn and published as goals; nothing is ever commanded (the default for a real arm)."""
 
     name = "dry_run"
@@ -56,6 +107,9 @@ class DryRunBackend:
         return None
 
     def hold(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -81,25 +135,28 @@ def trajectory_msg(joints: tuple[str, ...], times: np.ndarray, positions: np.nda
     return msg
 
 
-class JointTrajectoryBackend:
-    """IK-planned joint segments on the ros2_control joint_trajectory_controller topic; the gripper on its topic."""
+class JointTrajectoryExecutor:
+    """IK-planned joint segments on the ros2_control joint_trajectory_controller topic; the gripper on its topic.
+
+    Both publishers are lifecycle publishers of the action node: nothing goes
+    out unless the node is active.
+    """
 
     name = "joint_trajectory"
     needs_kinematics = True
 
     def __init__(
-        self,
-        node: Any,
-        cfg: RobotConfig,
-        kinematics: RobotKinematics,
-        joint_reader: JointReader,
+        self, node: Any, cfg: JointTrajectoryConfig, kinematics: RobotKinematics, joint_reader: JointReader
     ) -> None:
-        from llara_ros.qos import COMMAND
-
-        self.cfg, self.kin, self.read_joints = cfg, kinematics, joint_reader
+        self.node, self.cfg, self.kin, self.read_joints = node, cfg, kinematics, joint_reader
         self.clock = node.get_clock()  # ROS time: the simulator's /clock with use_sim_time, else wall time
-        self.traj_pub = node.create_publisher(JointTrajectory, f"/{cfg.controller}/joint_trajectory", COMMAND)
-        self.grip_pub = node.create_publisher(Float64MultiArray, cfg.gripper_command_topic, COMMAND)
+        self.traj_pub = publisher(node, topics.JOINT_TRAJECTORY, topics.trajectory_topic(cfg.controller), True)
+        self.grip_pub = publisher(node, topics.GRIPPER_COMMAND, cfg.gripper_command_topic, True)
+
+    def close(self) -> None:
+        """Destroy the publishers (the node's cleanup)."""
+        for pub in (self.traj_pub, self.grip_pub):
+            self.node.destroy_lifecycle_publisher(pub)
 
     def _current(self) -> np.ndarray | None:
         js = self.read_joints()
@@ -110,12 +167,12 @@ class JointTrajectoryBackend:
     def execute(self, plan: ActionPlan, stop: threading.Event) -> str | None:
         for item in plan.joints:
             if stop.is_set():
-                return "stopped by estop"
+                return STOPPED
             if isinstance(item, Gripper):
                 value = self.cfg.gripper_closed_position if item.closed else float(item.opening or 0.0)
                 self.grip_pub.publish(Float64MultiArray(data=[value]))
                 if self._wait(self.cfg.gripper_wait_s, stop):
-                    return "stopped by estop"
+                    return STOPPED
                 continue
             assert isinstance(item, JointSegment)
             self.traj_pub.publish(trajectory_msg(self.kin.joint_names, item.times, item.positions))
@@ -138,15 +195,15 @@ class JointTrajectoryBackend:
     def _arrive(self, seg: JointSegment, stop: threading.Event) -> str | None:
         """Wait the segment's duration, then until the joints are within tolerance of its last point, then settle."""
         if self._wait(float(seg.times[-1]), stop):
-            return "stopped by estop"
+            return STOPPED
         deadline = self._now() + self.cfg.arrival_timeout_s
         goal = seg.positions[-1]
         while self._now() < deadline:
             q = self._current()
             if q is not None and np.max(np.abs(q - goal)) <= self.cfg.joint_tolerance:
-                return "stopped by estop" if self._wait(self.cfg.settle_s, stop) else None
+                return STOPPED if self._wait(self.cfg.settle_s, stop) else None
             if self._wait(0.01, stop):
-                return "stopped by estop"
+                return STOPPED
         q = self._current()
         err = "no joint_states" if q is None else f"{np.max(np.abs(q - goal)):.3f} rad off"
         return f"{seg.label}: the arm did not arrive within {self.cfg.arrival_timeout_s:g} s ({err})"
@@ -172,7 +229,7 @@ def _import_moveit() -> tuple[Any, Any]:
     return MoveItPy, PlanRequestParameters
 
 
-class MoveItBackend:
+class MoveItExecutor:
     """Each motion as a pose goal of the arm's planning component; the gripper by SRDF named states.
 
     The moveit_py calls, pinned against MoveIt 2's bindings
@@ -194,9 +251,16 @@ class MoveItBackend:
     name = "moveit"
     needs_kinematics = False
 
-    def __init__(self, cfg: RobotConfig, node_name: str = "llara_moveit_py", modules: tuple[Any, Any] | None = None):
+    def __init__(
+        self,
+        cfg: MoveItConfig,
+        base_frame: str,
+        tool_frame: str,
+        node_name: str = "llara_moveit_py",
+        modules: tuple[Any, Any] | None = None,
+    ):
         MoveItPy, PlanRequestParameters = modules or _import_moveit()
-        self.cfg = cfg
+        self.cfg, self.base_frame, self.tool_frame = cfg, base_frame, tool_frame
         self.moveit = MoveItPy(node_name=node_name)
         self.arm = self.moveit.get_planning_component(cfg.arm_group)
         self.hand = self.moveit.get_planning_component(cfg.gripper_group) if cfg.gripper_group else None
@@ -205,7 +269,7 @@ class MoveItBackend:
             self.lin = PlanRequestParameters(self.moveit, "pilz_lin")
             self.lin.planning_pipeline = "pilz_industrial_motion_planner"
             self.lin.planner_id = "LIN"
-        api = cfg.moveit_api
+        api = cfg.api
         if api == "auto":
             api = "humble" if os.environ.get("ROS_DISTRO", "") == "humble" else "jazzy"
         self.api = api
@@ -221,17 +285,17 @@ class MoveItBackend:
         return None
 
     def execute(self, plan: ActionPlan, stop: threading.Event) -> str | None:
-        straight = {"grasp", "lift", "place", "retreat"}  # the moves that must be lines, not any collision-free path
         for item in plan.items:
             if stop.is_set():
-                return "stopped by estop"
+                return STOPPED
             if isinstance(item, Motion):
                 goal = PoseStamped()
-                goal.header.frame_id = self.cfg.base_frame
+                goal.header.frame_id = self.base_frame
                 goal.pose = matrix_to_pose_msg(item.pose)
                 self.arm.set_start_state_to_current_state()
-                self.arm.set_goal_state(pose_stamped_msg=goal, pose_link=self.cfg.tool_frame)
-                why = self._run(self.arm, self.cfg.arm_group, self.lin if item.label in straight else None)
+                self.arm.set_goal_state(pose_stamped_msg=goal, pose_link=self.tool_frame)
+                # approach and retreat must be lines (Pilz LIN); free-space moves take any collision-free path (PTP)
+                why = self._run(self.arm, self.cfg.arm_group, self.lin if item.straight else None)
             else:
                 if self.hand is None:
                     continue
@@ -248,3 +312,7 @@ class MoveItBackend:
         manager = getattr(self.moveit, "get_trajactory_execution_manager", None)
         if manager is not None:
             manager().stop_execution()
+
+    def close(self) -> None:
+        """Stop any execution; MoveItPy owns its own node and shuts down with the process."""
+        self.hold()

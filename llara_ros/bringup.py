@@ -50,6 +50,57 @@ def dds_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+#: Fast DDS well-known ports (RTPS spec 9.6.1.1): PB + DG·domain + d1 + PG·participant, unicast metatraffic
+_PB, _DG, _D1, _PG = 7400, 250, 10, 2
+DOMAIN_RANGE = range(1, 101)  # ROS_DOMAIN_IDs safe on every OS (ROS 2 docs: 0-101; 0 is everyone's default)
+
+
+def domain_in_use(domain: int, participants: int = 4) -> bool:
+    """Whether a DDS participant on this machine holds one of ``domain``'s first unicast discovery ports."""
+    import socket
+
+    for pid in range(participants):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("0.0.0.0", _PB + _DG * domain + _D1 + _PG * pid))
+            except OSError:
+                return True
+    return False
+
+
+def isolate(domain: int | None = None, env: dict[str, str] | None = None) -> str:
+    """Put ``env`` (default: os.environ) on a private ROS graph; returns the line that says so.
+
+    A demo must never reach someone else's robot: default discovery reaches
+    every host of the subnet on domain 0, where a lab's robot drivers listen.
+    This sets a ``ROS_DOMAIN_ID`` (``domain``, else a free one picked at random,
+    never 0 and never the one the environment had) and limits discovery to this
+    machine: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Iron and later) and,
+    on Humble, ``ROS_LOCALHOST_ONLY=1``; ``ROS_STATIC_PEERS`` is cleared.
+    """
+    import random
+
+    target = os.environ if env is None else env
+    if domain is None:
+        taken = target.get("ROS_DOMAIN_ID", "0")
+        free = [d for d in DOMAIN_RANGE if str(d) != taken and not domain_in_use(d)]
+        if not free:
+            raise ConfigError("no free ROS_DOMAIN_ID in 1-100 on this machine: give one with --domain-id")
+        domain = random.SystemRandom().choice(free)
+    elif domain not in DOMAIN_RANGE:
+        raise ConfigError(f"--domain-id must be in 1-100 (0 is every robot's default domain), got {domain}")
+    target["ROS_DOMAIN_ID"] = str(domain)
+    target["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    target.pop("ROS_STATIC_PEERS", None)
+    if target.get("ROS_DISTRO") == "humble":
+        target["ROS_LOCALHOST_ONLY"] = "1"  # Humble predates the discovery range
+    return (
+        f"private ROS graph: ROS_DOMAIN_ID={domain}, discovery limited to this machine "
+        f"(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST{', ROS_LOCALHOST_ONLY=1' if 'ROS_LOCALHOST_ONLY' in target else ''})"
+        " — nothing outside this run hears it or is commanded by it"
+    )
+
+
 def nodes_of(params_file: str | Path, only: Sequence[str] | None = None) -> list[str]:
     """The executables a parameters file configures (its top-level keys that are nodes of this package)."""
     path = Path(expand_path(str(params_file)))

@@ -3,7 +3,7 @@
     python -m llara_ros.demo [--episodes 5] [--out demo_output] [--real-time-factor 2]
 
 sim_node, policy_node (the shipped model), action_node (joint_trajectory
-backend) and recorder_node run as separate processes (llara_ros.bringup,
+executor) and recorder_node run as separate processes (llara_ros.bringup,
 config/sim_demo.yaml); this process resets the simulator to each held-out
 seed, records the episode to a bag, waits for the episode's end, marks the
 bag's success, and keeps what the camera saw, what the model said and where the
@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from llara_core.errors import LlaraError
+
 ROOT_CONFIG = "sim_demo.yaml"
 
 
@@ -39,11 +41,8 @@ class Watcher:
     """Collects what the demo shows: camera frames, annotated answers, answers, diagnostics."""
 
     def __init__(self, node: Any) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import String
-
-        from llara_ros.qos import COMMAND, LATEST, SENSOR
+        from llara_core import topics
+        from llara_ros.topics import subscription
 
         self.frames: list[np.ndarray] = []
         self.annotated: np.ndarray | None = None
@@ -52,12 +51,11 @@ class Watcher:
         self.latency: dict[str, str] = {}
         self.recording = False
         self._last_frame = 0.0
-        node.create_subscription(Image, "/camera/color/image_raw", self._on_frame, SENSOR)
-        node.create_subscription(Image, "annotated_image", self._on_annotated, LATEST)
-        node.create_subscription(String, "action_text", lambda m: self.answers.append((time.monotonic(), m.data)),
-                                 COMMAND)  # fmt: skip
-        node.create_subscription(String, "step_done", lambda m: self.done_times.append(time.monotonic()), COMMAND)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, COMMAND)
+        subscription(node, topics.IMAGE, self._on_frame)
+        subscription(node, topics.ANNOTATED_IMAGE, self._on_annotated)
+        subscription(node, topics.ACTION_TEXT, lambda m: self.answers.append((time.monotonic(), m.data)))
+        subscription(node, topics.STEP_DONE, lambda m: self.done_times.append(time.monotonic()))
+        subscription(node, topics.DIAGNOSTICS, self._on_diag)
 
     def _on_frame(self, msg: Any) -> None:
         from llara_ros.conversions import image_msg_to_rgb
@@ -114,7 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=("transformers", "openai"), default="transformers",
                     help="openai: the model answers from 'llara serve' started on 127.0.0.1 (the GPU-server split); "
                          "default transformers (inside policy_node)")  # fmt: skip
+    ap.add_argument("--domain-id", type=int, default=None,
+                    help="ROS_DOMAIN_ID of the demo's private graph (default: a free one, never 0 or $ROS_DOMAIN_ID)")  # fmt: skip
     a = ap.parse_args(argv)
+
+    from llara_ros import bringup
+
+    # First, before anything touches DDS: the demo's nodes command an arm, so they must not share a graph with one.
+    try:
+        print(bringup.isolate(a.domain_id), flush=True)
+    except LlaraError as exc:
+        print(f"llara_ros.demo: {exc}", file=sys.stderr)
+        return 2
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
@@ -125,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     from llara_core.geometry import quaternion_pose
     from llara_core.resources import resource_path
     from llara_core.sim.robot import ArmKinematics
-    from llara_ros import bringup
     from llara_ros.driver import LoopDriver
 
     out = Path(a.out).resolve()

@@ -14,11 +14,12 @@ import time
 from typing import Any
 
 from rclpy.node import Node
-from std_msgs.msg import Bool, String
+from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from llara_core.supervisor import StepDone
-from llara_ros.qos import COMMAND, TASK
+from llara_core import topics
+from llara_core.planning import StepDone
+from llara_ros.topics import publisher, subscription
 
 
 class LoopDriver:
@@ -29,11 +30,11 @@ class LoopDriver:
         self.cond = threading.Condition()
         self.done: list[StepDone] = []
         self.events: list[dict[str, Any]] = []
-        self.action_pub = node.create_publisher(String, "action_text", COMMAND)
-        self.estop_pub = node.create_publisher(Bool, "estop", COMMAND)
-        self.task_pub = node.create_publisher(String, "task", TASK)
-        node.create_subscription(String, "step_done", self._on_done, COMMAND)
-        node.create_subscription(String, "episode", self._on_event, TASK)
+        self.action_pub = publisher(node, topics.ACTION_TEXT)
+        self.estop_pub = publisher(node, topics.ESTOP)
+        self.task_pub = publisher(node, topics.TASK)
+        subscription(node, topics.STEP_DONE, self._on_done)
+        subscription(node, topics.EPISODE, self._on_event)
         self.reset_client: Any = node.create_client(Trigger, sim_reset)
 
     def _on_done(self, msg: String) -> None:

@@ -47,8 +47,12 @@ def _ros_default(spec: FieldSpec) -> Any:
     return spec.default
 
 
-def declare_config(node: Node, cls: type, use_defaults: bool = True) -> list[str]:
+def declare_config(node: Node, cls: type, use_defaults: bool = True, read_only: bool = True) -> list[str]:
     """Declare one parameter per field of ``cls`` with its description, type and choices; returns the names.
+
+    ``read_only`` (the default): the node reads its configuration once, at
+    start, so ``ros2 param set`` is refused instead of succeeding and changing
+    nothing.
 
     With ``use_defaults=False`` every parameter is declared by type only
     (uninitialized): :func:`read_config` then returns only what the user set —
@@ -63,6 +67,7 @@ def declare_config(node: Node, cls: type, use_defaults: bool = True) -> list[str
             type=ParameterType.PARAMETER_NOT_SET if dynamic else desc_type,
             dynamic_typing=dynamic,
             additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
+            read_only=read_only,
         )
         default = _ros_default(spec) if use_defaults else None
         try:

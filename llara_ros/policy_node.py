@@ -34,20 +34,18 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
+from llara_core import topics
 from llara_core.actions import parse_actions
 from llara_core.annotate import PRED_RGB, draw_steps
 from llara_core.errors import LlaraError
 from llara_core.loop import PolicyConfig, PolicyLoop
 from llara_core.model.runtime import Policy, PolicyOutput, load_policy
-from llara_core.supervisor import StepDone
+from llara_core.planning import StepDone
 from llara_ros.conversions import image_msg_to_rgb, numpy_to_image
-from llara_ros.messages import message_class, package_available
+from llara_ros.messages import package_available
 from llara_ros.params import declare_config, read_config
-from llara_ros.qos import COMMAND, LATEST, SENSOR, TASK
 from llara_ros.spin import run_node
-
-IMAGE_TOPIC, CAMERA_INFO_TOPIC = "/camera/color/image_raw", "/camera/color/camera_info"
-TASK_TOPIC, DETECTIONS_TOPIC = "/task", "/detections"
+from llara_ros.topics import publisher, subscription
 
 
 class PolicyNode(Node):
@@ -84,19 +82,16 @@ class PolicyNode(Node):
         self.last_error = ""
         self.last_answer = self.last_prompt = ""
         self._pending: tuple[int, np.ndarray, Header | None] | None = None
-        if c.image_transport == "compressed":
-            self.create_subscription(CompressedImage, IMAGE_TOPIC + "/compressed", self._on_image, SENSOR)
-        else:
-            self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR)
-        self.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, self._on_info, SENSOR)
-        self.create_subscription(String, TASK_TOPIC, self._on_task, TASK)
-        self.create_subscription(String, "step_done", self._on_step_done, COMMAND)
+        image = topics.COMPRESSED_IMAGE if c.image_transport == "compressed" else topics.IMAGE
+        subscription(self, image, self._on_image)
+        subscription(self, topics.CAMERA_INFO, self._on_info)
+        subscription(self, topics.TASK, self._on_task)
+        subscription(self, topics.STEP_DONE, self._on_step_done)
         if c.prompt_mode == "d_inbc":
-            det = message_class("vision_msgs/msg/Detection2DArray")
-            self.create_subscription(det, DETECTIONS_TOPIC, self._on_detections, SENSOR)
-        self.action_pub = self.create_publisher(String, "action_text", COMMAND)
-        self.annotated_pub = self.create_publisher(Image, "annotated_image", LATEST)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", COMMAND)
+            subscription(self, topics.DETECTIONS, self._on_detections)
+        self.action_pub = publisher(self, topics.ACTION_TEXT)
+        self.annotated_pub = publisher(self, topics.ANNOTATED_IMAGE)
+        self.diag_pub = publisher(self, topics.DIAGNOSTICS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(0.1, self._poll)  # retries (a refused query); new frames and tasks trigger it at once
         self.create_timer(1.0, self._diagnostics)
@@ -164,6 +159,11 @@ class PolicyNode(Node):
 
     def _poll(self) -> None:
         with self.lock:
+            timed_out = self.loop.check_timeout(time.monotonic())
+            if timed_out is not None:
+                self.last_error = timed_out.reason
+                then = f"episode stopped ({self.loop.stopped_because})" if self.loop.phase == "done" else "re-querying"
+                self.get_logger().warning(f"{timed_out.reason}: {then}")
             if self.future is not None or not self.loop.wants_query(self.frame_time):
                 return
             why = self._refusal()
@@ -196,7 +196,7 @@ class PolicyNode(Node):
             return
         self.queries += 1
         self.latencies.append(out.latency_s)
-        if not self.loop.answered(gen, out.text):
+        if not self.loop.answered(gen, out.text, time.monotonic()):
             self.get_logger().info("answer dropped: its task was cleared or replaced while the model ran")
             return
         if not out.ok:

@@ -22,10 +22,12 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
+from llara_core import topics
 from llara_core.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
 from llara_ros.messages import message_class, package_available
 from llara_ros.params import declare_config, read_config
 from llara_ros.spin import run_node
+from llara_ros.topics import subscription
 
 
 class RecorderNode(Node):
@@ -40,7 +42,7 @@ class RecorderNode(Node):
         for line in unrecordable(cfg.topics, package_available):
             self.get_logger().warning(line)
         self._subs: dict[str, Any] = {}
-        self.create_subscription(String, "task", self._on_task, 10)
+        subscription(self, topics.TASK, self._on_task)  # latched: the task published before we started
         self.create_service(Trigger, "~/start_episode", self._start)
         self.create_service(Trigger, "~/stop_episode", self._stop)
         self.create_service(SetBool, "~/mark_episode", self._mark)

@@ -27,18 +27,19 @@ from geometry_msgs.msg import PoseStamped
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from llara_core import topics
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
 from llara_core.sim.live import LiveSim, SimConfig
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
 from llara_ros.messages import package_available
 from llara_ros.params import declare_config, read_config
-from llara_ros.qos import COMMAND, SENSOR, TASK
 from llara_ros.spin import run_node
+from llara_ros.topics import publisher, subscription
 
 
 class SimNode(Node):
@@ -47,24 +48,18 @@ class SimNode(Node):
         declare_config(self, SimConfig)
         self.cfg = read_config(self, SimConfig)
         self.sim = LiveSim(self.cfg)
-        self.image_pub = self.create_publisher(Image, "/camera/color/image_raw", SENSOR)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/color/camera_info", SENSOR)
-        self.joints_pub = self.create_publisher(JointState, "/joint_states", SENSOR)
-        self.pose_pub = self.create_publisher(PoseStamped, "/ee_pose", SENSOR)
-        self.grip_pub = self.create_publisher(Bool, "/gripper_closed", SENSOR)
-        self.task_pub = self.create_publisher(String, "/task", TASK)
-        self.episode_pub = self.create_publisher(String, "episode", TASK)
-        self.create_subscription(
-            JointTrajectory, f"/{self.cfg.controller}/joint_trajectory", self._on_trajectory, COMMAND
-        )
-        self.create_subscription(Float64MultiArray, self.cfg.gripper_command_topic, self._on_gripper, COMMAND)
+        self.image_pub = publisher(self, topics.IMAGE)
+        self.info_pub = publisher(self, topics.CAMERA_INFO)
+        self.joints_pub = publisher(self, topics.JOINT_STATES)
+        self.pose_pub = publisher(self, topics.EE_POSE)
+        self.grip_pub = publisher(self, topics.GRIPPER_CLOSED)
+        self.task_pub = publisher(self, topics.TASK)
+        self.episode_pub = publisher(self, topics.EPISODE)
+        subscription(self, topics.JOINT_TRAJECTORY, self._on_trajectory, topics.trajectory_topic(self.cfg.controller))
+        subscription(self, topics.GRIPPER_COMMAND, self._on_gripper, self.cfg.gripper_command_topic)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self.clock_pub = self.create_publisher(Clock, "/clock", SENSOR) if self.cfg.publish_clock else None
-        self.tf_pub = None
-        if package_available("tf2_msgs"):
-            from tf2_msgs.msg import TFMessage  # type: ignore[import-not-found,unused-ignore]
-
-            self.tf_pub = self.create_publisher(TFMessage, "/tf_static", TASK)
+        self.clock_pub = publisher(self, topics.CLOCK) if self.cfg.publish_clock else None
+        self.tf_pub = publisher(self, topics.TF_STATIC) if package_available("tf2_msgs") else None
         self._last = time.monotonic()
         self._next_image = self._next_state = 0.0
         self.create_timer(1.0 / self.cfg.step_hz, self._step)

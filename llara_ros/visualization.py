@@ -14,7 +14,7 @@ from geometry_msgs.msg import Point, PoseArray
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from llara_core.execution import ActionPlan, Motion
+from llara_core.planning import ActionPlan, Motion
 from llara_ros.conversions import matrix_to_pose_msg
 
 COLORS = {

@@ -47,7 +47,7 @@ def main() -> int:
     from llara_core.sim.tasks import make_task
     from llara_ros import bringup
     from llara_ros.conversions import model_to_camera_info, numpy_to_image
-    from llara_ros.qos import COMMAND, SENSOR, TASK
+    from llara_ros.topics import COMMAND, SENSOR, TASK
 
     task = make_task("l1_placement", 0)
     with TabletopEnv(task.scene) as env:

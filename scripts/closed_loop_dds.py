@@ -37,6 +37,7 @@ def main() -> int:
     from llara_ros import bringup
     from llara_ros.driver import LoopDriver
 
+    print(bringup.isolate())  # the action node commands an arm: never on a graph a real robot may share
     params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
     params = {k: v for k, v in params.items() if k in ("sim_node", "action_node")}
     params["sim_node"]["ros__parameters"].update(family=a.family, seed=0, real_time_factor=a.real_time_factor)

@@ -224,7 +224,7 @@ evaluation below, {t_eval / 60:.1f} min ({a.workers} processes).{reused_text}
 
 ## Closed-loop success (held-out seeds 0..{a.eval_episodes - 1}, first step executed, re-query)
 D-inBC is given the simulator's object boxes (an oracle detector, as in LLaRA's D-inBC evaluation).
-The grasp is centred on the object under the predicted pick point (`llara_core.execution.plan_step`).
+The grasp is centred on the object under the predicted pick point (`llara_core.planning.plan_step`).
 {"; ".join(level)}.
 
 {tables}

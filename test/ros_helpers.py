@@ -22,7 +22,7 @@ from llara_core.sim.robot import ARM_JOINTS, HOME_Q
 from llara_core.sim.tasks import make_task
 from llara_ros.conversions import model_to_camera_info, numpy_to_image
 from llara_ros.driver import LoopDriver
-from llara_ros.qos import COMMAND, SENSOR
+from llara_ros.topics import COMMAND, SENSOR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,8 @@ def params_file(tmp: Path, name: str, node: str = "action_node", **overrides: ob
     params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())[node]["ros__parameters"]
     params.pop("use_sim_time", None)
     params.pop("camera_info_file", None)
-    params.update(overrides)
+    for key, value in overrides.items():  # nested sections (joint_trajectory, execution) are merged, not replaced
+        params[key] = {**params.get(key, {}), **value} if isinstance(value, dict) else value
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump({node: {"ros__parameters": params}}))
     return path
@@ -106,11 +107,13 @@ class Robot:
 
 
 def wait_ready(robot: Robot, timeout: float = 30.0) -> None:
-    """Wait until the action node answers (its refusal of an empty text proves it is up and active)."""
+    """Wait until the action node is active (it refuses an empty text then for the text, not for its state)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         done = robot.driver.send("", timeout=1.0)
-        if done is not None:
+        if done is not None and not done.reason.startswith("action node is "):
             assert not done.ok
             return
+        if done is not None:
+            time.sleep(0.1)  # up but not active yet (unconfigured or inactive): it says so in every state
     raise AssertionError("action_node did not come up")

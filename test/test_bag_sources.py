@@ -58,11 +58,17 @@ def episodes():
 
 
 def _same_actions(a, b, tol=0.01):
+    """Same steps; with ``tol`` > 0 (actions recovered another way) the whole-degree rotation may differ by 1.
+
+    A recovered keyframe is a neighbouring state (the finger joint crosses its
+    threshold a few samples after the Bool topic switches), and a yaw of
+    -13.49° there against -13.50° rounds to 13 against 14.
+    """
     ta, tb = a.action_steps(), b.action_steps()
     assert len(ta) == len(tb) > 0
     for x, y in zip(ta, tb, strict=True):
         assert np.abs(np.subtract([*x.pick, *x.place], [*y.pick, *y.place])).max() <= tol
-        assert x.rotation_deg == y.rotation_deg
+        assert abs(x.rotation_deg - y.rotation_deg) <= (1.0 if tol > 0 else 0.0)
 
 
 def test_detections_give_boxes_for_d_inbc_and_aux_tasks(episodes, tmp_path):

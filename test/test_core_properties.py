@@ -25,17 +25,6 @@ from llara_core.conversations import (
     validate_record,
 )
 from llara_core.episodes import ObjectBox, RobotState, align_states, object_at
-from llara_core.execution import (
-    ExecutionSettings,
-    Motion,
-    Outline,
-    Workspace,
-    motion_plan,
-    nearest_yaw,
-    object_outline,
-    plan_action,
-    plan_step,
-)
 from llara_core.geometry import (
     BehindCameraError,
     CameraModel,
@@ -50,6 +39,17 @@ from llara_core.geometry import (
     pose_to_matrix,
     quaternion_pose,
     quaternion_to_matrix,
+)
+from llara_core.planning import (
+    ExecutionSettings,
+    Motion,
+    Outline,
+    Workspace,
+    motion_plan,
+    nearest_yaw,
+    object_outline,
+    plan_action,
+    plan_step,
 )
 from llara_core.synthetic import make_episode
 

@@ -210,7 +210,7 @@ def test_an_unparseable_answer_ends_the_episode_even_if_a_requery_would_succeed(
 @pytest.mark.sim
 def test_a_text_whose_first_step_is_invalid_is_not_executed_even_when_a_later_step_parses():
     from llara_core.evaluate import run_episode
-    from llara_core.execution import select_step
+    from llara_core.planning import select_step
 
     good = render_step(_expert_steps("l1_placement", 6)[0], 2)
     text = "Step 1: Pick up the object at <b>(0.4, 1.3)</b>, rotate <r>[0]</r> degrees, and drop it at <b>(0.5, 0.5)</b>.\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llara_core.actions import render_step
-from llara_core.execution import Gripper, plan_action
+from llara_core.planning import Gripper, plan_action
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import run_expert
 from llara_core.sim.live import LiveSim, SimConfig

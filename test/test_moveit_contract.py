@@ -102,8 +102,8 @@ def moveit_node(monkeypatch):
         from llara_ros.action_node import ActionNode
 
         _install(moveit_cls)
-        overrides = [Parameter("backend", value="moveit"), Parameter("autostart", value=True),
-                     Parameter("moveit_api", value=api), Parameter("tool_frame", value="tcp"),
+        overrides = [Parameter("executor", value="moveit"), Parameter("autostart", value=True),
+                     Parameter("moveit.api", value=api), Parameter("tool_frame", value="tcp"),
                      Parameter("partial", value="refuse"),
                      Parameter("camera_pose", value=[1.0, 0.0, 0.7, -0.668266, -0.668266, 0.231129, 0.231129])]  # fmt: skip
         node = ActionNode(parameter_overrides=overrides)

@@ -80,14 +80,20 @@ PIP_NAME = {"pinocchio": "pin"}
 OPTIONAL = {"ray"}  # requirements-scale.txt
 
 
-def _launch_nodes(path: Path) -> list[tuple[str, str]]:
-    """(package, executable) of every Node(...) in a launch file, read with ast."""
+def _launch_nodes(path: Path, kinds: tuple[str, ...] = ("Node", "LifecycleNode")) -> list[tuple[str, str]]:
+    """(package, executable) of every Node(...) / LifecycleNode(...) in a launch file, read with ast."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Node":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in kinds:
             kw = {k.arg: k.value for k in node.keywords}
             out.append((ast.literal_eval(kw["package"]), ast.literal_eval(kw["executable"])))
     return out
+
+
+def test_the_action_node_is_launched_as_a_lifecycle_node_so_launch_can_drive_its_transitions():
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        assert ("llara_ros", "action_node") in _launch_nodes(path, ("LifecycleNode",)), path.name
+        assert ("llara_ros", "action_node") not in _launch_nodes(path, ("Node",)), path.name
 
 
 def test_launch_files_start_what_bringup_starts_from_the_same_parameter_files():

@@ -19,26 +19,33 @@ from hypothesis import strategies as st
 
 from llara_core.actions import ActionStep, parse_actions, render_step
 from llara_core.config import load_ros_params
-from llara_core.execution import (
+from llara_core.geometry import CameraModel, DegenerateCameraError, UndistortionError, base_to_normalized
+from llara_core.planning import (
     ActionPlan,
     ExecutionSettings,
     Gripper,
+    IKError,
+    KinematicsError,
     Motion,
+    Planner,
     Refusal,
+    RobotConfig,
+    RobotKinematics,
+    StepDone,
+    Supervisor,
     Workspace,
     depth_point,
+    load_kinematics,
     motion_plan,
     plan_action,
     select_step,
+    topdown_pose,
 )
-from llara_core.geometry import CameraModel, DegenerateCameraError, UndistortionError, base_to_normalized
-from llara_core.kinematics import IKError, KinematicsError, RobotKinematics, topdown_pose
-from llara_core.robot import Planner, RobotConfig, load_kinematics
+from llara_core.planning.planner import NODE_ONLY_KEYS
 from llara_core.sim.robot import ArmKinematics
-from llara_core.supervisor import StepDone, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
-SIM_CFG = load_ros_params(RobotConfig, ROOT / "config" / "sim_demo.yaml", "action_node")
+SIM_CFG = load_ros_params(RobotConfig, ROOT / "config" / "sim_demo.yaml", "action_node", ignore=NODE_ONLY_KEYS)
 
 
 def _robots() -> Path:
@@ -363,7 +370,7 @@ def test_supervisor_runs_one_step_at_a_time_and_refuses_stale_images_and_estop()
     assert d.execute is not None and s.state == "executing"
     busy = s.submit(GOOD, now=10.1, image_stamp=10.0, planner=_fake_plan)
     assert busy.execute is None and not busy.done.ok and "busy" in busy.done.reason
-    assert s.set_estop(True) is True  # the running step must be stopped
+    assert s.set_estop(True).done is None and s.state == "executing"  # the node stops it; its executor answers
     done = s.finished(False, "stopped by estop")
     assert done == StepDone(GOOD, False, "stopped by estop")
     assert "estop" in s.submit(GOOD, 11.0, 10.9, _fake_plan).done.reason

@@ -6,9 +6,11 @@ and joint states; this test plays the action node's part on ``step_done``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import rclpy
@@ -20,8 +22,8 @@ from std_msgs.msg import String
 from llara_core.actions import parse_actions
 from llara_core.conversations import read_dataset
 from llara_core.loop import PolicyLoop
-from llara_core.supervisor import StepDone
-from llara_ros.qos import COMMAND, LATEST, TASK
+from llara_core.planning import StepDone
+from llara_ros.topics import COMMAND, LATEST, TASK
 
 pytestmark = pytest.mark.ros
 
@@ -174,25 +176,72 @@ def test_an_answer_to_a_task_cleared_meanwhile_is_dropped():
     assert loop.wants_query(frame_time=0.1)
     gen = loop.start_query()
     loop.on_task("", now=0.2)  # cleared while the model runs
-    assert not loop.answered(gen, "Step 1: …") and loop.phase == "idle"
+    assert not loop.answered(gen, "Step 1: …", 0.0) and loop.phase == "idle"
     loop.on_task("put the blue bar onto the pad", now=0.3)
     assert not loop.wants_query(frame_time=0.25)  # only a frame taken after the task counts
     gen = loop.start_query()
-    assert loop.answered(gen, "x")
+    assert loop.answered(gen, "x", 0.0)
     loop.on_step_done(StepDone("x", False, "busy"), now=1.0)
     assert loop.phase == "want_query" and loop.failures == 1 and not loop.wants_query(1.1)  # settle first
     assert loop.wants_query(1.4)
 
 
-def test_the_closed_loop_over_dds_records_converts_and_acts(tmp_path):
-    """make demo at two episodes: sim_node -> policy_node -> action_node -> sim_node, recorded and converted."""
-    r = subprocess.run([sys.executable, "-m", "llara_ros.demo", "--episodes", "2", "--out", str(tmp_path / "demo"),
-                        "--real-time-factor", "3"], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert "DEMO COMPLETE" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+def test_the_closed_loop_over_dds_records_converts_and_acts_on_a_private_graph(tmp_path):
+    """make demo at two episodes: sim_node -> policy_node -> action_node -> sim_node, recorded and converted.
+
+    Beside it, a second ROS graph on this session's domain (what the environment names: a lab's robot would be
+    there) publishes estop, a task and action texts and listens to every stream the demo publishes: the demo
+    completes undisturbed, and the listener — proven alive by its own messages — hears nothing of it.
+    """
     import json
+    import signal
+
+    probe = subprocess.Popen([sys.executable, str(Path(__file__).parent / "dds_probe.py")], stdout=subprocess.PIPE,
+                             text=True, env=os.environ.copy())  # fmt: skip
+    try:
+        assert probe.stdout is not None and probe.stdout.readline().strip() == "alive"
+        r = subprocess.run([sys.executable, "-m", "llara_ros.demo", "--episodes", "2", "--out", str(tmp_path / "demo"),
+                            "--real-time-factor", "3"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    finally:
+        probe.send_signal(signal.SIGINT)
+        heard = json.loads(probe.communicate(timeout=30)[0].strip().splitlines()[-1])
+    first = r.stdout.splitlines()[0]
+    assert "private ROS graph" in first and f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}," not in first, first
+    assert "LOCALHOST" in first
+    assert "DEMO COMPLETE" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    assert heard.pop("/llara_probe", 0) > 0 and heard == {}, heard  # alive, and not one message from the demo
 
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert [e["event"] for e in metrics["episodes"]] != [None, None]  # every episode ended with an event
     assert all(e["event"] in ("success", "failure", "timeout") for e in metrics["episodes"])
     assert len(list((tmp_path / "demo").glob("episode_*.gif"))) == 2
     assert len(list((tmp_path / "demo" / "bags").iterdir())) == 2
+
+
+def test_the_loop_stops_waiting_for_a_step_done_that_never_comes(robot, tmp_path):
+    """No action node answers: after step_timeout_s the step counts as failed and the policy re-queries, then stops."""
+    w = Watch(robot)
+    params = params_file(tmp_path, "p", node="policy_node", step_timeout_s=1.5, max_failures=2, on_failure="requery")
+    proc = start_node("policy_node", params, tmp_path / "p.log")
+    try:
+        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        w.task.publish(String(data=robot.task.instruction))
+        assert _wait(lambda: w.answers, 30), "no first answer"
+        assert _wait(lambda: len(w.answers) >= 2, 20), "still waiting for a step_done after step_timeout_s"
+        assert _wait(lambda: any(d.get("phase") == "done" for d in w.diag), 20), w.diag[-1:]
+        assert "no step_done from the action node within 1.5 s" in (tmp_path / "p.log").read_text()
+        time.sleep(3.0)
+        assert len(w.answers) == 2 and proc.poll() is None  # max_failures reached: it stopped, it did not hang
+    finally:
+        stop_nodes(proc)
+
+
+def test_policy_loop_timeout_counts_as_a_failed_step():
+    loop = PolicyLoop(on_failure="stop", step_timeout_s=5.0)
+    loop.on_task("put the block in the bowl", now=0.0)
+    gen = loop.start_query()
+    assert loop.answered(gen, "Step 1: …", now=1.0)
+    assert loop.check_timeout(5.9) is None and loop.phase == "waiting_step"
+    done = loop.check_timeout(6.1)
+    assert done is not None and "within 5 s" in done.reason and loop.phase == "done"
+    assert loop.check_timeout(100.0) is None  # once: it is not waiting any more

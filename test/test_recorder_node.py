@@ -30,6 +30,7 @@ from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import run_expert
 from llara_core.sim.tasks import make_task
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
+from llara_ros.topics import TASK
 
 pytestmark = pytest.mark.ros
 TOPICS = [
@@ -88,7 +89,7 @@ class Robot:
             "info": node.create_publisher(CameraInfo, TOPICS[1], 10),
             "pose": node.create_publisher(PoseStamped, TOPICS[2], 10),
             "grip": node.create_publisher(Bool, TOPICS[3], 10),
-            "task": node.create_publisher(String, TOPICS[4], 10),
+            "task": node.create_publisher(String, TOPICS[4], TASK),  # latched, as everywhere (ros2 topic pub too)
             "joints": node.create_publisher(JointState, TOPICS[5], 10),
         }
 

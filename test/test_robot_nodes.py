@@ -15,35 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
-from ros_helpers import Robot, params_file, start_node, stop_nodes, wait_ready
+from ros_helpers import params_file, start_node, stop_nodes, wait_ready
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from llara_core.actions import ActionStep, render_step
+from llara_core.planning import StepDone
 from llara_core.sim.expert import expert_answers
 from llara_core.sim.robot import HOME_Q
-from llara_core.supervisor import StepDone
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1)
 
 
-@pytest.fixture
-def robot():
-    rclpy.init()
-    r = Robot()
-    yield r
-    r.close()
-    rclpy.shutdown()
-
-
 def test_every_refusal_commands_nothing(robot, tmp_path):
     # max_image_age_s leaves room for a loaded CI machine (the fake camera publishes at 20 Hz from this process)
     proc = start_node("action_node", params_file(tmp_path, "strict", partial="refuse", max_image_age_s=2.0,
-                                         arrival_timeout_s=30.0), tmp_path / "action.log")  # fmt: skip
+                                         joint_trajectory={"arrival_timeout_s": 30.0}), tmp_path / "action.log")  # fmt: skip
     try:
         robot.send_info = False
         wait_ready(robot)
@@ -109,19 +99,23 @@ def test_a_restarted_node_leaves_the_arm_still_and_approval_gates_every_plan(rob
         stop_nodes(proc)
 
 
-def test_an_inactive_node_commands_nothing(robot, tmp_path):
+def test_an_inactive_node_commands_nothing_and_says_so(robot, tmp_path):
+    """An unconfigured node refuses with a step_done naming its state (the loop never waits for it) and moves nothing."""
     proc = start_node("action_node", params_file(tmp_path, "manual", autostart=False), tmp_path / "action.log")
     try:
         time.sleep(4.0)
-        assert robot.driver.send(GOOD, timeout=3) is None and robot.commands == []
+        done = robot.driver.send(GOOD, timeout=10)
+        assert done is not None and not done.ok and "unconfigured" in done.reason, done
+        time.sleep(0.5)
+        assert robot.commands == []
     finally:
         stop_nodes(proc)
 
 
 def test_invalid_parameters_exit_with_a_clear_message(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "llara_ros.action_node", "--ros-args", "-p", "backend:=teleport"],
+    r = subprocess.run([sys.executable, "-m", "llara_ros.action_node", "--ros-args", "-p", "executor:=teleport"],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert r.returncode == 2 and "backend: 'teleport' is not one of dry_run, joint_trajectory, moveit" in r.stderr
+    assert r.returncode == 2 and "executor: 'teleport' is not one of dry_run, joint_trajectory, moveit" in r.stderr
     r = subprocess.run([sys.executable, "-m", "llara_ros.sim_node", "--ros-args", "-p", "family:=l9"],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "unknown task families" in r.stderr

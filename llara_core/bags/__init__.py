@@ -43,13 +43,12 @@ from llara_core.bags.options import (
     Storage,
     typestore,
 )
-from llara_core.bags.reader import read_episode_bag
+from llara_core.bags.reader import GripperFilter, read_episode_bag
 from llara_core.bags.recovery import needs_recovery, recover_bag
 from llara_core.bags.sidecars import read_sidecar, write_sidecar
 from llara_core.bags.writer import write_episode_bag
 from llara_core.episodes import align_states
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME, chain_transform, quaternion_pose
-from llara_core.kinematics import GripperFilter
 
 __all__ = [
     "BASE_FRAME",

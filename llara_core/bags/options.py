@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llara_core import topics
 from llara_core.config import check_choices, setting
 from llara_core.errors import LlaraError
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
@@ -44,16 +45,20 @@ class BagError(LlaraError, RuntimeError):
 
 @dataclass(frozen=True)
 class BagTopics:
-    """Topic names of an episode bag (the recorder's and the simulator's defaults)."""
+    """Topic names of an episode bag (defaults: the topic contract, :mod:`llara_core.topics`)."""
 
-    image: str = setting("/camera/color/image_raw", "camera frames: sensor_msgs/Image or CompressedImage")
-    camera_info: str = setting("/camera/color/camera_info", "sensor_msgs/CameraInfo of the camera")
-    ee_pose: str = setting("/ee_pose", "geometry_msgs/PoseStamped of the end effector in the base frame")
-    joint_states: str = setting("/joint_states", "sensor_msgs/JointState (FK through 'urdf' when no ee_pose)")
-    gripper: str = setting("/gripper_closed", "std_msgs/Bool, Float32/64 (with gripper_threshold) or JointState")
-    task: str = setting("/task", "std_msgs/String: the instruction")
-    tf_static: str = setting("/tf_static", "tf2_msgs/TFMessage: base -> camera optical frame")
-    detections: str = setting("/detections", "vision_msgs/Detection2DArray: object boxes (D-inBC, auxiliary tasks)")
+    image: str = setting(topics.IMAGE.name, "camera frames: sensor_msgs/Image or CompressedImage")
+    camera_info: str = setting(topics.CAMERA_INFO.name, "sensor_msgs/CameraInfo of the camera")
+    ee_pose: str = setting(topics.EE_POSE.name, "geometry_msgs/PoseStamped of the end effector in the base frame")
+    joint_states: str = setting(topics.JOINT_STATES.name, "sensor_msgs/JointState (FK through 'urdf' when no ee_pose)")
+    gripper: str = setting(
+        topics.GRIPPER_CLOSED.name, "std_msgs/Bool, Float32/64 (with gripper_threshold) or JointState"
+    )
+    task: str = setting(topics.TASK.name, "std_msgs/String: the instruction")
+    tf_static: str = setting(topics.TF_STATIC.name, "tf2_msgs/TFMessage: base -> camera optical frame")
+    detections: str = setting(
+        topics.DETECTIONS.name, "vision_msgs/Detection2DArray: object boxes (D-inBC, auxiliary tasks)"
+    )
 
 
 @dataclass(frozen=True)

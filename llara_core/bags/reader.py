@@ -28,10 +28,35 @@ from llara_core.episodes import CameraFrame, Episode, align_states
 from llara_core.errors import one_line
 from llara_core.geometry import CameraModel, chain_transform, pose_msg_to_matrix, pose_to_matrix
 from llara_core.images import ImageEncodingError, decode, decode_compressed, to_rgb
-from llara_core.kinematics import GripperFilter, KinematicsError, RobotKinematics
+from llara_core.planning.kinematics import KinematicsError, RobotKinematics
 
 log = logging.getLogger(__name__)
 PERMISSION_HINT = "make the folder and its files readable by this user, e.g. chmod -R a+rX"
+
+
+class GripperFilter:
+    """Numeric gripper signal (finger position, command value) -> closed/open with a threshold and hysteresis.
+
+    Closed below ``threshold - hysteresis/2``, open again above
+    ``threshold + hysteresis/2`` (``closed_below=False`` flips the direction), so
+    a signal that hovers at the threshold does not chatter.
+    """
+
+    def __init__(self, threshold: float, hysteresis: float = 0.0, closed_below: bool = True) -> None:
+        self.lo, self.hi = threshold - hysteresis / 2, threshold + hysteresis / 2
+        self.closed_below = closed_below
+        self.state: bool | None = None
+
+    def __call__(self, value: float) -> bool:
+        v = value if self.closed_below else -value
+        lo, hi = (self.lo, self.hi) if self.closed_below else (-self.hi, -self.lo)
+        if self.state is None:
+            self.state = v < (lo + hi) / 2
+        elif self.state and v > hi:
+            self.state = False
+        elif not self.state and v < lo:
+            self.state = True
+        return self.state
 
 
 def _stamp(msg: Any, fallback_ns: int) -> float:

@@ -1,9 +1,9 @@
 """The scripted expert: solves every task family from ground truth, and records demonstrations.
 
-Each pick-and-place is planned as straight Cartesian segments of the TCP
-(pre-grasp above the object, descend, close, lift, carry at a safe height,
-descend, release, retreat) with minimum-jerk timing, turned into joint
-trajectories by Pinocchio IK and executed by the arm's servos in MuJoCo. The
+Each pick-and-place is planned by the action node's planner
+(:func:`llara_core.planning.plan_motion`: joint-space moves to pre-grasp and
+pre-place, straight descend, lift, place and retreat, minimum-jerk timing,
+Pinocchio IK) and executed by the arm's servos in MuJoCo. The
 grasp is real: the fingers squeeze the object and friction carries it.
 
 The same motion primitive (:func:`pick_place`) executes a policy's predicted
@@ -21,13 +21,21 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.episodes import Episode
-from llara_core.execution import ExecutionSettings, Gripper, PlanItem, motion_plan, nearest_yaw
 from llara_core.geometry import wrap_degrees, yaw_of
+from llara_core.planning import (
+    ExecutionSettings,
+    Gripper,
+    JointSegment,
+    MotionError,
+    cartesian_segment,
+    nearest_yaw,
+    plan_motion,
+    relaxed_yaw,
+)
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.robot import ArmKinematics
 from llara_core.sim.scene import GRASP_HALF_WIDTH, GRASP_SYMMETRY, OBJECT_HEIGHT, TARGET_TOP
 from llara_core.sim.tasks import Task, episode_id, goal_status, make_task
-from llara_core.trajectory import MotionError, cartesian_segment, relaxed_yaw
 
 EXPERT = ExecutionSettings()  # the demonstrations' heights and speeds: what the shipped model learned from
 # Multi-step tasks place objects side by side along the target's x axis, this far from its center (m):
@@ -57,26 +65,20 @@ def move_to(env: TabletopEnv, kin: ArmKinematics, target: npt.ArrayLike, setting
     env.execute(times, Q)
 
 
-def execute_plan(
-    env: TabletopEnv,
-    kin: ArmKinematics,
-    items: tuple[PlanItem, ...],
-    settings: ExecutionSettings = EXPERT,
-    obj: str | None = None,
-) -> None:
-    """Run a :func:`~llara_core.execution.motion_plan` in the simulator (blocking); MotionError if unreachable.
+def execute_joints(env: TabletopEnv, joints: tuple[JointSegment | Gripper, ...], obj: str | None = None) -> None:
+    """Run the joint segments of a plan (:func:`~llara_core.planning.plan_motion`) in the simulator (blocking).
 
     ``obj`` names the object the fingers may touch between opening and
     retreat (collision bookkeeping).
     """
     env.handling = None
-    for it in items:
+    for it in joints:
         if isinstance(it, Gripper):
             env.set_gripper(it.closed, opening=it.opening, wait_s=GRIPPER_WAIT_S.get(it.label, 0.3))
             if it.label == "open":
                 env.handling = obj
         else:
-            move_to(env, kin, it.pose, settings)
+            env.execute(it.times, it.positions)
     env.handling = None
 
 
@@ -99,11 +101,12 @@ def pick_place(
     """One LLaRA action step: grasp at ``pick_xyz`` with hand yaw ``yaw``, release at ``place_xyz``.
 
     ``rotation`` (rad, counter-clockwise in the base frame) turns the object on
-    the way. The waypoints are :func:`~llara_core.execution.motion_plan`'s, the
-    ones the action node sends to a real arm. Raises :class:`MotionError` on an
-    unreachable pose.
+    the way. The plan is :func:`~llara_core.planning.plan_motion`'s from the
+    commanded configuration, the one the action node sends to a real arm.
+    Raises :class:`MotionError` when it cannot be planned.
     """
-    execute_plan(env, kin, motion_plan(pick_xyz, place_xyz, yaw, rotation, settings, half_width), settings, obj)
+    _, joints = plan_motion(kin, env.commanded_q, pick_xyz, place_xyz, yaw, rotation, settings, half_width)
+    execute_joints(env, joints, obj)
 
 
 def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, record: bool = True) -> ExpertResult:

@@ -1,4 +1,4 @@
-"""The demo arm (``urdf/llara_arm.urdf``) as a :class:`~llara_core.kinematics.RobotKinematics`.
+"""The demo arm (``urdf/llara_arm.urdf``) as a :class:`~llara_core.planning.RobotKinematics`.
 
 The URDF is the one source of truth: MuJoCo compiles the same file for the
 physics (:mod:`llara_core.sim.scene`), Pinocchio reads it here for forward and
@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
-from llara_core.kinematics import IKError, IKResult, RobotKinematics, topdown_pose
+from llara_core.planning import IKError, IKResult, RobotKinematics, topdown_pose
 from llara_core.resources import resource_path
 
 ARM_JOINTS: tuple[str, ...] = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")

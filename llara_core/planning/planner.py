@@ -3,7 +3,7 @@
 :class:`RobotConfig` is what ``config/action.yaml`` holds (the action node's
 parameters, ``llara plan --config``); :class:`Planner` loads the robot model,
 the calibration and the workspace from it once and then answers
-:func:`~llara_core.execution.plan_action` for any number of texts — a
+:func:`~llara_core.planning.plan_action` for any number of texts — a
 calibration or a model's answers can be checked with the arm off, thousands of
 texts a second.
 """
@@ -19,24 +19,32 @@ import numpy.typing as npt
 
 from llara_core.config import check_choices, setting
 from llara_core.errors import ConfigError
-from llara_core.execution import ActionPlan, ExecutionSettings, Partial, Refusal, Workspace, plan_action
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME, CameraModel, GeometryError, pose_to_matrix
-from llara_core.kinematics import KinematicsError, RobotKinematics
+from llara_core.planning.kinematics import KinematicsError, RobotKinematics
+from llara_core.planning.plan import ActionPlan, Refusal, plan_action
+from llara_core.planning.settings import ExecutionSettings, Partial, Workspace
 
-Backend = Literal["dry_run", "joint_trajectory", "moveit"]
-MoveItApi = Literal["auto", "humble", "jazzy"]
+# The action node's keys that are not planning: its executor and lifecycle (llara_ros.action_node.ActionNodeConfig).
+# ``llara plan --config`` reads the node's own parameters file and skips these.
+NODE_ONLY_KEYS = ("executor", "autostart", "joint_trajectory", "moveit")
 
 
 @dataclass(frozen=True)
 class RobotConfig:
-    """The action node's parameters (``config/action.yaml``); defaults are for a real arm: plan, command nothing."""
+    """What the action node plans with (``config/action.yaml``, ``llara plan --config``): arm, camera, workspace.
 
-    backend: Backend = setting("dry_run", "dry_run plans and draws only; joint_trajectory or moveit move the arm")
+    The executor's settings (MoveIt groups, ros2_control controller and
+    gripper topics) belong to the node (``llara_ros.backends``), not here.
+    """
+
     urdf: str | None = setting(None, "robot URDF (unset: the robot_description topic)", path=True)
+    srdf: str | None = setting(None, "SRDF whose named states (e.g. 'ready') seed IK (optional)", path=True)
     base_frame: str = setting(BASE_FRAME, "robot base frame: goals are expressed in it")
     tool_frame: str = setting("tcp", "tool frame whose pose the goals set (between the fingers, z out of the hand)")
     arm_joints: tuple[str, ...] = setting((), "the arm's joints (empty: every joint between base and tool)")
-    home: tuple[float, ...] = setting((), "IK start configuration when no joint_states arrived (empty: mid-range)")
+    home: tuple[float, ...] = setting(
+        (), "start configuration when no joint_states arrived, and an IK seed (empty: mid-range)"
+    )
     camera_frame: str = setting(CAMERA_FRAME, "the camera's optical frame")
     camera_pose: tuple[float, ...] | None = setting(
         None, "x y z qx qy qz qw of the optical frame in the base frame (hand-eye calibration); unset: tf2", length=7
@@ -61,35 +69,14 @@ class RobotConfig:
     max_image_age_s: float = setting(2.0, "an action is refused when the newest image is older than this")
     require_approval: bool = setting(False, "a plan waits for ~/approve (Trigger) before anything moves")
     approval_timeout_s: float = setting(60.0, "a pending plan is dropped after this")
-    autostart: bool = setting(False, "configure and activate at start (the simulator); else the operator activates")
-    controller: str = setting("joint_trajectory_controller", "joint_trajectory backend: <controller>/joint_trajectory")
-    gripper_command_topic: str = setting(
-        "/gripper_controller/commands", "std_msgs/Float64MultiArray: the gripper's position command (m per finger)"
-    )
-    gripper_closed_position: float = setting(0.0, "gripper command that closes the fingers (squeeze)")
-    gripper_wait_s: float = setting(0.5, "seconds the fingers get after a gripper command")
-    joint_tolerance: float = setting(0.01, "rad: the arm counts as arrived when every joint is this close")
-    settle_s: float = setting(0.15, "seconds the arm rests at the end of each segment before the next command")
-    arrival_timeout_s: float = setting(10.0, "seconds past a segment's duration before its execution fails")
-    arm_group: str = setting("manipulator", "moveit: planning group of the arm")
-    gripper_group: str = setting("gripper", "moveit: planning group of the hand (empty: no gripper)")
-    gripper_open_state: str = setting("open", "moveit: SRDF named state of the open hand")
-    gripper_closed_state: str = setting("close", "moveit: SRDF named state of the closed hand")
-    pilz_lin: bool = setting(True, "moveit: straight approach and retreat through the Pilz LIN planner")
-    moveit_api: MoveItApi = setting("auto", "moveit_py execute() signature: humble, or jazzy (Iron and later)")
     execution: ExecutionSettings = dataclasses.field(default_factory=ExecutionSettings)
 
     def __post_init__(self) -> None:
         check_choices(self)
         Workspace.from_bounds(self.workspace)
-        if self.settle_s < 0:
-            raise ValueError("settle_s must be >= 0")
-        for name in ("max_image_age_s", "approval_timeout_s", "gripper_wait_s",
-                     "joint_tolerance", "arrival_timeout_s"):  # fmt: skip
+        for name in ("max_image_age_s", "approval_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.backend == "joint_trajectory" and not self.controller:
-            raise ValueError("the joint_trajectory backend needs a controller name")
 
     @property
     def base_T_camera(self) -> npt.NDArray[np.float64] | None:
@@ -110,6 +97,7 @@ def load_kinematics(cfg: RobotConfig, robot_description: str | None = None) -> R
             tip_link=cfg.tool_frame,
             joints=cfg.arm_joints or None,
             home=np.asarray(cfg.home) if cfg.home else None,
+            srdf=cfg.srdf,
         )
     except KinematicsError as exc:
         raise ConfigError(str(exc)) from exc

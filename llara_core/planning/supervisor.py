@@ -12,7 +12,8 @@ touches hardware. The rules:
 - ``estop`` true stops the current execution and refuses everything until it
   is cleared; the node starts idle, so a restart mid-episode leaves the arm still.
 
-Every outcome that ends a step produces its ``step_done`` payload
+Every outcome that ends a step — done, refused, rejected, approval timed out,
+dropped by estop, deactivation or shutdown, failed — produces exactly one ``step_done`` payload
 (``{"step": text, "ok": bool, "reason": str}``), the policy node's cue.
 """
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from llara_core.execution import ActionPlan, Refusal
+from llara_core.planning.plan import ActionPlan, Refusal
 
 State = Literal["idle", "pending_approval", "executing"]
 
@@ -114,12 +115,15 @@ class Supervisor:
             return self._drop(f"approval timed out after {self.approval_timeout_s:g} s")
         return Decision()
 
-    def set_estop(self, on: bool) -> bool:
-        """Returns whether an execution must be stopped now."""
+    def set_estop(self, on: bool) -> Decision:
+        """Estop on or off; a plan waiting for approval is dropped (its step_done is returned).
+
+        An executing step is stopped by the node; its executor then ends the step.
+        """
         self.estopped = on
         if on and self.state == "pending_approval":
-            self._drop("estop")
-        return on and self.state == "executing"
+            return self._drop("estop")
+        return Decision()
 
     def finished(self, ok: bool, reason: str = "") -> StepDone:
         """The executor ended the current step (success, failure, or stopped by estop)."""
@@ -127,9 +131,13 @@ class Supervisor:
         self.state, self.plan, self.text = "idle", None, ""
         return done
 
-    def reset(self) -> None:
-        """Back to idle without a step (deactivation)."""
-        self.state, self.plan, self.text = "idle", None, ""
+    def drop_pending(self, reason: str) -> Decision:
+        """Deactivation or shutdown: a plan waiting for approval is dropped with ``reason``.
+
+        An executing step is not forgotten here: the node stops its executor,
+        which ends the step through :meth:`finished`, so it still gets its step_done.
+        """
+        return self._drop(reason) if self.state == "pending_approval" else Decision()
 
     def _drop(self, reason: str) -> Decision:
         done = StepDone(self.text, False, reason)

@@ -17,11 +17,13 @@ answer verbatim and returns either an :class:`ActionPlan` or a
    pick point is elongated, in which case the fingers close across it; with
    ``refine_grasp`` the grasp is centred on that object (its outline from the
    image, OpenCV connected components measured on the table plane).
-3. :func:`motion_plan` — the waypoint sequence every executor runs: pre-grasp,
-   open, descend, close, lift, carry (turning by the step's rotation),
-   descend, release, retreat; tool pointing down.
+3. :func:`~llara_core.planning.motions.plan_motion` — the waypoint sequence
+   every executor runs (pre-grasp, open, descend, close, lift, carry turning by
+   the step's rotation, descend, release, retreat; tool pointing down), and
+   with a kinematic model its joint trajectories: free-space moves in joint
+   space, approach and retreat straight (see :mod:`llara_core.planning.motions`).
 4. The refusals: a point off the table plane, a waypoint outside the
-   workspace box, IK failure (when a kinematic model is given).
+   workspace box, no joint path (when a kinematic model is given).
 """
 
 from __future__ import annotations
@@ -34,81 +36,24 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.actions import ActionStep, ParseError, first_step, parse_actions
-from llara_core.config import setting
 from llara_core.geometry import CameraModel, GeometryError, intersect_plane, normalized_to_table, quaternion_pose
-from llara_core.kinematics import RobotKinematics, topdown_pose
-from llara_core.trajectory import MotionError, Timing, cartesian_segment, relaxed_yaw
+from llara_core.planning.kinematics import RobotKinematics
+from llara_core.planning.motions import (
+    Gripper,
+    JointSegment,
+    Motion,
+    MotionError,
+    PlanItem,
+    motion_plan,
+    nearest_yaw,
+    plan_motion,
+    relaxed_yaw,
+)
+from llara_core.planning.settings import ExecutionSettings, Partial, Workspace
 
 FloatArray = npt.NDArray[np.float64]
 MIN_SATURATION = 80  # OpenCV 0..255: below it a pixel is grey, grouped by RGB distance instead of hue
 ELONGATED = 1.6  # ratio of the principal axes above which the grasp follows the object's axis
-Partial = Literal["refuse", "first_step"]
-
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    """Heights, distances and speeds of a pick-and-place; every value is a YAML key, flag and parameter.
-
-    Heights are of the tool centre point above ``table_height`` (base frame). The
-    defaults fit the demo arm: the demonstrations' keyframes (what the action
-    text's points are projections of) are TCP positions at ``grasp_height``
-    (pick) and about ``place_plane`` (place).
-    """
-
-    table_height: float = setting(0.0, "z of the table plane in the base frame (m)")
-    grasp_height: float = setting(0.025, "TCP height at the grasp, and the lowest the TCP may go (m above table)")
-    place_plane: float = setting(0.03, "plane the place point is lifted to (m above table)")
-    release_height: float = setting(0.035, "TCP height at release (m above table)")
-    carry_height: float = setting(0.17, "TCP height while carrying (m above table)")
-    approach: float = setting(0.10, "pre-grasp / pre-place / retreat distance above the grasp or place pose (m)")
-    release_opening: float = setting(0.032, "finger opening before a grasp and at release (m per finger)")
-    refine_grasp: bool = setting(True, "centre the grasp on the object under the pick point (image outline)")
-    yaw_offset_deg: float = setting(180.0, "tool yaw at rest relative to the direction from base to tool (deg)")
-    lin_speed: float = setting(0.30, "mean tool speed on straight segments (m/s)")
-    ang_speed: float = setting(1.5, "mean tool yaw rate (rad/s)")
-    control_dt: float = setting(0.02, "time between trajectory points (s)")
-
-    def __post_init__(self) -> None:
-        for name in ("grasp_height", "place_plane", "release_height", "approach", "release_opening"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.carry_height < max(self.grasp_height, self.release_height):
-            raise ValueError("carry_height must be at least grasp_height and release_height")
-        for name in ("lin_speed", "ang_speed", "control_dt"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-
-    @property
-    def timing(self) -> Timing:
-        return Timing(self.lin_speed, self.ang_speed, self.control_dt)
-
-    @property
-    def yaw_offset(self) -> float:
-        return math.radians(self.yaw_offset_deg)
-
-    def z(self, height: float) -> float:
-        """A height above the table as a base-frame z."""
-        return self.table_height + height
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """Axis-aligned box of the base frame every waypoint must lie in (m)."""
-
-    x: tuple[float, float] = (-1.0, 1.0)
-    y: tuple[float, float] = (-1.0, 1.0)
-    z: tuple[float, float] = (-0.1, 1.0)
-
-    @classmethod
-    def from_bounds(cls, bounds: tuple[float, ...]) -> Workspace:
-        """From ``(xmin, xmax, ymin, ymax, zmin, zmax)`` (the ``workspace`` parameter)."""
-        if len(bounds) != 6 or any(bounds[i] >= bounds[i + 1] for i in (0, 2, 4)):
-            raise ValueError(f"workspace must be xmin xmax ymin ymax zmin zmax with min < max, got {bounds}")
-        return cls((bounds[0], bounds[1]), (bounds[2], bounds[3]), (bounds[4], bounds[5]))
-
-    def contains(self, p: npt.ArrayLike) -> bool:
-        x, y, z = np.asarray(p, dtype=np.float64)[:3]
-        return bool(self.x[0] <= x <= self.x[1] and self.y[0] <= y <= self.y[1] and self.z[0] <= z <= self.z[1])
 
 
 # -- step selection -------------------------------------------------------------------------------
@@ -126,11 +71,6 @@ def select_step(answer: str, partial: Partial = "refuse") -> ActionStep | ParseE
 
 
 # -- lifting a step onto the table -----------------------------------------------------------------
-def nearest_yaw(angle: float, symmetry: float, preferred: float) -> float:
-    """``angle + k·symmetry`` closest to ``preferred`` (rad): the equivalent hand yaw the wrist reaches easiest."""
-    return angle + round((preferred - angle) / symmetry) * symmetry
-
-
 @dataclass(frozen=True)
 class Outline:
     """An object's blob under a pick point, measured on a table plane (base frame)."""
@@ -270,61 +210,6 @@ def plan_step(
     return StepPlan(pick, place, yaw, -math.radians(step.rotation_deg))
 
 
-# -- the waypoint sequence -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Motion:
-    """Move the tool in a straight line to ``pose`` (4×4, base frame, tool down)."""
-
-    label: str
-    pose: FloatArray
-
-
-@dataclass(frozen=True)
-class Gripper:
-    """Close the gripper, or open it to ``opening`` (m per finger)."""
-
-    label: str
-    closed: bool
-    opening: float | None = None
-
-
-PlanItem = Motion | Gripper
-
-
-def motion_plan(
-    pick: npt.ArrayLike,
-    place: npt.ArrayLike,
-    yaw: float,
-    rotation: float,
-    settings: ExecutionSettings = ExecutionSettings(),
-    half_width: float = 0.02,
-) -> tuple[PlanItem, ...]:
-    """The pick-and-place every executor runs: grasp at ``pick`` with hand yaw ``yaw``, release at ``place``.
-
-    ``rotation`` (rad, counter-clockwise in the base frame) turns the object on
-    the way; ``half_width`` of the object sets the opening before the grasp.
-    Neither point goes below ``grasp_height`` above the table.
-    """
-    floor = settings.z(settings.grasp_height)
-    p = np.asarray(pick, dtype=np.float64).copy()
-    q = np.asarray(place, dtype=np.float64).copy()
-    p[2], q[2] = max(p[2], floor), max(q[2], floor)
-    carry = settings.z(settings.carry_height)
-    opening = max(half_width + 0.015, settings.release_opening)
-    turned = yaw + rotation
-    return (
-        Motion("pre_grasp", topdown_pose([*p[:2], max(carry, p[2] + settings.approach)], yaw)),
-        Gripper("open", False, opening),
-        Motion("grasp", topdown_pose(p, yaw)),
-        Gripper("close", True),
-        Motion("lift", topdown_pose([*p[:2], carry], yaw)),
-        Motion("pre_place", topdown_pose([*q[:2], carry], turned)),
-        Motion("place", topdown_pose(q, turned)),
-        Gripper("release", False, opening),
-        Motion("retreat", topdown_pose([*q[:2], q[2] + settings.approach], turned)),
-    )
-
-
 # -- the whole planning path -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Refusal:
@@ -333,15 +218,6 @@ class Refusal:
     code: Literal["parse", "geometry", "workspace", "kinematics", "input"]
     reason: str
     ok: Literal[False] = False
-
-
-@dataclass(frozen=True)
-class JointSegment:
-    """A straight tool segment as a joint trajectory: times from its start (s), positions (N, joints)."""
-
-    label: str
-    times: FloatArray
-    positions: FloatArray
 
 
 @dataclass(frozen=True)
@@ -374,23 +250,6 @@ class ActionPlan:
             ],
             "step": {"pick": list(self.step.pick), "place": list(self.step.place), "rotation": self.step.rotation_deg},
         }
-
-
-def joint_plan(
-    kin: RobotKinematics, q0: npt.ArrayLike, items: tuple[PlanItem, ...], settings: ExecutionSettings
-) -> tuple[JointSegment | Gripper, ...]:
-    """Every motion of ``items`` as joint segments from ``q0`` (IK and limits checked); MotionError if not."""
-    q = np.asarray(q0, dtype=np.float64)
-    pose = kin.fk(q)
-    out: list[JointSegment | Gripper] = []
-    for it in items:
-        if isinstance(it, Gripper):
-            out.append(it)
-            continue
-        times, Q = cartesian_segment(kin, q, pose, it.pose, settings.timing, settings.yaw_offset)
-        out.append(JointSegment(it.label, times, Q))
-        q, pose = Q[-1], it.pose
-    return tuple(out)
 
 
 def plan_action(
@@ -434,8 +293,11 @@ def plan_action(
             return Refusal("workspace", f"{it.label} at {p} is outside the workspace x{ws.x} y{ws.y} z{ws.z}")
     joints: tuple[JointSegment | Gripper, ...] = ()
     if kinematics is not None:
+        start = kinematics.home if q0 is None else q0
         try:
-            joints = joint_plan(kinematics, kinematics.home if q0 is None else q0, items, settings)
+            items, joints = plan_motion(
+                kinematics, start, lifted.pick, release, lifted.grasp_yaw, lifted.rotation, settings, half_width
+            )
         except MotionError as exc:
             return Refusal("kinematics", f"not reachable: {exc}")
     return ActionPlan(step, lifted, items, joints)
