@@ -18,10 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llara_core.config import add_arguments, from_args
 from llara_core.errors import LlaraError, UsageError
+from llara_core.fileio import expand_path
+
+if TYPE_CHECKING:
+    from llara_core.model.train import TrainConfig
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[tuple[str, str, str | None, Callable[[argparse.ArgumentParser], Handler]]] = []
@@ -39,10 +43,16 @@ def subcommand(
     return register
 
 
+def _model_folder(path: str) -> Path:
+    """A local model folder (a ``config.json``, or a LoRA folder's ``adapter_config.json``), else UsageError."""
+    p = _existing(path, "model folder")
+    if not p.is_dir() or not ((p / "config.json").is_file() or (p / "adapter_config.json").is_file()):
+        raise UsageError(f"{p} is not a model folder (no config.json or adapter_config.json)")
+    return p
+
+
 def _existing(path: str, what: str) -> Path:
     """``path`` (``~`` expanded) when it exists, else UsageError naming ``what``."""
-    from llara_core.fileio import expand_path
-
     p = Path(expand_path(path))
     if not p.exists():
         raise UsageError(f"{what} {p} does not exist")
@@ -262,6 +272,8 @@ def _sim_render(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"),
                    help="camera image size (default: 224 224)")  # fmt: skip
     p.add_argument("--upscale", type=int, default=3, help="enlarge the picture for legibility (default: 3)")
+    p.add_argument("--clean", action="store_true",
+                   help="write the frame the model sees (camera size, nothing drawn): the input for llara predict (default: off)")  # fmt: skip
 
     def run(args: argparse.Namespace) -> int:
         from llara_core.actions import parse_actions, render_actions
@@ -287,6 +299,13 @@ def _sim_render(p: argparse.ArgumentParser) -> Handler:
             print(f"expert failed: {result.reason}", file=sys.stderr)
             return 1
         truth = result.episode.action_steps()
+        if args.clean:
+            if predicted is not None:
+                raise UsageError("--clean draws nothing: leave out --predicted")
+            atomic_write_bytes(Path(args.out), encode_png(result.episode.frames[0].image))
+            print(f"{args.out}: {task.instruction!r} (the camera frame, {args.image_size[0]}x{args.image_size[1]})")
+            print(render_actions(truth))
+            return 0
         img = draw_steps(result.episode.frames[0].image, truth, TRUE_RGB, "T", upscale=args.upscale)
         if predicted is not None:
             img = draw_steps(result.episode.frames[0].image, predicted.steps, PRED_RGB, "P", canvas=img)
@@ -377,22 +396,45 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--data", nargs="+", required=True,
                    help="dataset folders, or LLaVA JSON files as FILE.json[=IMAGE_ROOT] (e.g. LLaRA's released data)")  # fmt: skip
     p.add_argument("--model", required=True, help="base model folder (local)")
-    p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--config", help="YAML file with TrainConfig keys; flags override it (default: none)")
-    add_arguments(p, TrainConfig)
+    return _training(p, TrainConfig)
+
+
+@subcommand(
+    "finetune",
+    "adapt a trained model (e.g. models/llara-tiny-sim) to your own recorded demonstrations",
+    "The recipe of the model card for a few recorded episodes: vision tower frozen, the kinds the model acts "
+    "from (inbc, d_inbc, localization), lr 5e-5, 100 steps; every default below. Same flags as llara train.",
+)
+def _finetune(p: argparse.ArgumentParser) -> Handler:
+    from llara_core.model.train import FinetuneConfig
+
+    p.add_argument("model", help="the trained model folder to start from (never written; see --out)")
+    p.add_argument("data", nargs="+", help="dataset folders (llara convert-bags), or FILE.json[=IMAGE_ROOT]")
+    return _training(p, FinetuneConfig)
+
+
+def _training(p: argparse.ArgumentParser, cls: type[TrainConfig]) -> Handler:
+    """The shared flags and handler of ``train`` and ``finetune`` (their configs differ in defaults only)."""
+    p.add_argument("--out", required=True, help="output model folder (a new one: the base model is never overwritten)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow --out to be the base model or a shipped model (default: off)"
+    )
+    p.add_argument("--config", help=f"YAML file with {cls.__name__} keys; flags override it (default: none)")
+    add_arguments(p, cls)
 
     def run(args: argparse.Namespace) -> int:
-        from llara_core.model.train import metrics_summary, train
-
-        cfg = from_args(TrainConfig, args, args.config)
         from llara_core.conversations import split_dataset_spec
+        from llara_core.model.train import check_output, metrics_summary, train
 
+        cfg: TrainConfig = from_args(cls, args, args.config)
+        model = _model_folder(args.model)
+        check_output(model, expand_path(args.out), args.overwrite)
         data = []
         for spec in args.data:  # ~ and $VARS expanded in both parts
             path, images = split_dataset_spec(spec)
             found = str(_existing(str(path), "dataset"))
             data.append(found if images is None else f"{found}={_existing(str(images), 'image root')}")
-        metrics = train(data, _existing(args.model, "model folder"), args.out, cfg)
+        metrics = train(data, model, expand_path(args.out), cfg.train_config())
         if os.environ.get("RANK", "0") == "0":  # torchrun / accelerate launch start one process per rank
             print(f"model written to {args.out}: {metrics_summary(metrics)}")
         return 0
@@ -429,8 +471,8 @@ def _policy_factory(args: argparse.Namespace, max_new_tokens: int = 96) -> Calla
                                  prompt_profile=args.prompt_profile)  # fmt: skip
     if not args.model:
         raise UsageError("--model is required with --backend transformers")
-    model = str(_existing(args.model, "model folder"))
-    adapter = str(_existing(args.adapter, "adapter folder")) if args.adapter else None
+    model = str(_model_folder(args.model))
+    adapter = str(_model_folder(args.adapter)) if args.adapter else None
     return functools.partial(load_policy, model, adapter, max_new_tokens=max_new_tokens,
                              prompt_profile=args.prompt_profile)  # fmt: skip
 
@@ -458,8 +500,8 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
         try:
             with Image.open(_existing(args.image, "image")) as im:
                 image = np.asarray(im.convert("RGB"))
-        except UnidentifiedImageError as exc:
-            raise UsageError(f"{args.image} is not an image ({exc})") from exc
+        except (UnidentifiedImageError, OSError) as exc:  # a folder, an unreadable or truncated file
+            raise UsageError(f"{args.image} is not an image file ({exc})") from exc
         policy = _policy_factory(args, args.max_new_tokens)()
         if args.question:  # a raw question (any task kind): answer, and parse it when it holds actions
             t0 = time.perf_counter()
@@ -685,6 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LlaraError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"llara {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `llara predict … | head -1`: the reader left; end quietly, as a C tool would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":

@@ -398,7 +398,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[
     for s in field_specs(cls):
         if s.name in exclude or s.name.split(".")[0] in exclude:
             continue
-        kw: dict[str, Any] = {"dest": s.name, "default": None, "help": s.describe()}
+        kw: dict[str, Any] = {
+            "dest": s.name,
+            "default": None,
+            "help": s.describe().replace("%", "%%"),
+        }  # argparse formats help
         if s.kind == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         elif s.kind.endswith("_list"):

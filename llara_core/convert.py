@@ -365,7 +365,8 @@ def inspect_bag(bag: str | Path, config: ConversionConfig | None = None) -> dict
         have = {c.topic for c in reader.connections}
         tf_conns = [c for c in reader.connections if c.topic == tp.tf_static]
         edges = []
-        for c, _, raw in reader.messages(connections=tf_conns):
+        # rosbags reads EVERY message for connections=[]: a bag without /tf_static must not get here
+        for c, _, raw in reader.messages(connections=tf_conns) if tf_conns else ():
             edges += [
                 f"{t.header.frame_id} -> {t.child_frame_id}" for t in reader.deserialize(raw, c.msgtype).transforms
             ]
@@ -376,7 +377,7 @@ def inspect_bag(bag: str | Path, config: ConversionConfig | None = None) -> dict
                     k: [round(a, 6), round(b, 6)] for k, (a, b) in value_ranges(reader, topic).items()
                 }
         info_conns = [c for c in reader.connections if c.topic == tp.camera_info]
-        for c, _, raw in reader.messages(connections=info_conns):
+        for c, _, raw in reader.messages(connections=info_conns) if info_conns else ():
             m = reader.deserialize(raw, c.msgtype)
             out["camera"] = {"frame": m.header.frame_id, "size": [int(m.width), int(m.height)],
                              "fx_fy_cx_cy": [float(m.k[0]), float(m.k[4]), float(m.k[2]), float(m.k[5])],

@@ -34,7 +34,11 @@ CONTRACT_TYPES: dict[str, tuple[str, str]] = {
     "gripper": ("std_msgs/msg/Bool", "'gripper_joint' in joint_states"),
     "task": ("std_msgs/msg/String", "the instruction in llara_episode.yaml (the recorder's 'task' parameter)"),
     "tf_static": ("tf2_msgs/msg/TFMessage", "'camera_pose' (x y z qx qy qz qw) in the conversion config"),
-    "detections": ("vision_msgs/msg/Detection2DArray", "boxes.json in the bag folder, or D-inBC is skipped"),
+    "detections": (
+        "vision_msgs/msg/Detection2DArray",
+        "boxes.json in the bag folder, or D-inBC is skipped "
+        "(the simulator's /llara/objects are still written into the bag as detections)",
+    ),
 }
 DEFAULT_TOPICS: tuple[str, ...] = tuple(getattr(BagTopics(), f.name) for f in fields(BagTopics))
 
@@ -152,6 +156,13 @@ class EpisodeRecorder:
         ep.counts[topic] += 1
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_s:
             self.checkpoint()
+
+    def write_objects(self, topic: str, t_ns: int, text: str) -> None:
+        """Record one ``/llara/objects`` JSON message as a vision_msgs Detection2DArray on ``topic``."""
+        from llara_core.bags.detections import detections_cdr
+
+        self.add_topic(topic, "vision_msgs/msg/Detection2DArray")
+        self.write(topic, t_ns, detections_cdr(self.ts, text))
 
     def set_instruction(self, text: str) -> None:
         if self.current is not None:

@@ -39,6 +39,9 @@ EE_POSE = Stream("/ee_pose", "geometry_msgs/msg/PoseStamped", "sensor")
 GRIPPER_CLOSED = Stream("/gripper_closed", "std_msgs/msg/Bool", "sensor")
 TF_STATIC = Stream("/tf_static", "tf2_msgs/msg/TFMessage", "latched")
 DETECTIONS = Stream("/detections", "vision_msgs/msg/Detection2DArray", "sensor")
+# the simulator's object boxes as JSON (llara_core.bags.detections.objects_json): a plain venv has no vision_msgs
+# typesupport, so the recorder writes each one into the bag as a DETECTIONS message (the type a workspace records)
+OBJECTS = Stream("/llara/objects", "std_msgs/msg/String", "sensor")
 ROBOT_DESCRIPTION = Stream("/robot_description", "std_msgs/msg/String", "latched")
 CLOCK = Stream("/clock", "rosgraph_msgs/msg/Clock", "sensor")
 # the loop: task -> policy -> action text -> action node -> step_done

@@ -196,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bringup: {exc}", file=sys.stderr)
         return 2
-    print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; Ctrl-C stops them")
+    print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; Ctrl-C stops them", flush=True)
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (kill, systemd, a supervisor) stops the nodes as Ctrl-C does
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.2)
@@ -204,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bringup: {dead} exited; stopping the others", file=sys.stderr)
     except KeyboardInterrupt:
         pass
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not orphan the nodes
+        signal.signal(sig, signal.SIG_IGN)
     codes = stop(procs)
     return max([0, *(c for c in codes.values() if c and c > 0)])
 

@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from llara_core.convert import ConversionConfig, convert_bags
     from llara_core.fileio import atomic_write_json
-    from llara_core.geometry import quaternion_pose
     from llara_core.resources import resource_path
-    from llara_core.sim.robot import ArmKinematics
     from llara_ros.driver import LoopDriver
 
     out = Path(a.out).resolve()
@@ -146,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         seed=0,
         real_time_factor=a.real_time_factor,
         episode_timeout_s=a.episode_timeout,
-        wait_for_reset=True,
     )
     params["recorder_node"] = {"ros__parameters": {"output_dir": str(out / "bags"), "episode_prefix": "episode",
                                                    "checkpoint_s": 0.5, "use_sim_time": True}}  # fmt: skip
@@ -204,11 +201,13 @@ def main(argv: list[str] | None = None) -> int:
         stages["nodes"] = "ok"
         print(f"2. {a.episodes} episodes of {a.family} (held-out seeds 0..{a.episodes - 1}) over DDS:")
         for seed in range(a.episodes):
-            call(rec_start, Trigger.Request())
             watcher.frames, watcher.answers, watcher.done_times, watcher.annotated = [], [], [], None
             watcher.recording = True
             t = time.monotonic()
             info = driver.reset(timeout=120)  # the scene of this seed: its task reaches the policy, the loop starts
+            # record from the new scene on: a bag begun before the reset opens on the last episode's final frames,
+            # and its first frame (the one its first step is asked on) would show the wrong scene
+            call(rec_start, Trigger.Request())
             assert info["seed"] == seed, info
             end = driver.episode_end(info["seed"], timeout=a.episode_timeout / a.real_time_factor + 60)
             # a step the policy sent just before the end must finish before the next scene starts
@@ -237,10 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bags = sorted(p for p in (out / "bags").glob("episode_*") if p.is_dir())
     try:
-        cam = quaternion_pose(ArmKinematics().camera_pose)  # no /tf_static in a plain venv: the URDF's camera pose
-        from llara_core.config import from_dict
-
-        cfg = from_dict(ConversionConfig, {"kinds": ["inbc", "localization"], "bag": {"camera_pose": list(cam)}})
+        # the shipped conversion config, as a user converts (it gives the simulator's camera pose: a venv has no tf)
+        cfg = ConversionConfig.from_yaml(resource_path("config", "conversion.yaml"))
         report = convert_bags(bags, out / "dataset", cfg, progress=False)
         stages["record -> convert"] = "ok" if bags and not report["skipped"] else f"FAILED: {report['skipped']}"
         print(f"3. {len(bags)} recorded bags in {out / 'bags'} converted into {out / 'dataset'}: "

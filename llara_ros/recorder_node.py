@@ -18,11 +18,13 @@ import sys
 from typing import Any
 
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from llara_core import topics
+from llara_core.bags import BagError
 from llara_core.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
 from llara_ros.messages import message_class, package_available
 from llara_ros.params import declare_config, read_config
@@ -50,7 +52,22 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {self.topics} into {self.recorder.output_dir} ({cfg.storage})")
 
     # -- services ------------------------------------------------------------------------------
+    def _follow_sim_clock(self) -> None:
+        """Record on the robot's clock: with a /clock publisher and no use_sim_time given, switch it on.
+
+        A simulated robot stamps its headers with sim time; a recorder on the
+        wall clock then stores receive times that match none of them (the
+        converter copes, but the bag is misleading). An explicit
+        ``use_sim_time`` parameter always wins.
+        """
+        explicit = "use_sim_time" in self._parameter_overrides
+        if explicit or self.get_parameter("use_sim_time").value or not self.count_publishers(topics.CLOCK.name):
+            return
+        self.set_parameters([Parameter("use_sim_time", value=True)])
+        self.get_logger().info(f"{topics.CLOCK.name} is published: recording on sim time (use_sim_time:=true)")
+
     def _start(self, _req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        self._follow_sim_clock()
         try:
             path = self.recorder.start(self._instruction or None)
         except (RecordingError, OSError) as exc:
@@ -113,6 +130,10 @@ class RecorderNode(Node):
             self._subs[topic] = self.create_subscription(
                 cls, topic, lambda data, t=topic: self._on_message(t, data), self._qos_for(topic), raw=True
             )
+        det, objs = topics.DETECTIONS.name, topics.OBJECTS.name
+        if det in self.topics and det not in types and objs in types and objs not in self._subs:
+            # nobody publishes Detection2DArray (a venv cannot): the simulator's JSON boxes go in as that type
+            self._subs[objs] = subscription(self, topics.OBJECTS, self._on_objects)
 
     def _qos_for(self, topic: str) -> QoSProfile:
         pubs = self.get_publishers_info_by_topic(topic)
@@ -125,8 +146,18 @@ class RecorderNode(Node):
         )
 
     def _on_message(self, topic: str, data: bytes) -> None:
-        if self.recorder.recording:
-            self.recorder.write(topic, self.get_clock().now().nanoseconds, data)
+        t_ns = self.get_clock().now().nanoseconds
+        if self.recorder.recording and t_ns:  # 0: sim time before the first /clock, no place in time yet
+            self.recorder.write(topic, t_ns, data)
+
+    def _on_objects(self, msg: String) -> None:
+        t_ns = self.get_clock().now().nanoseconds
+        if not self.recorder.recording or not t_ns:
+            return
+        try:
+            self.recorder.write_objects(topics.DETECTIONS.name, t_ns, msg.data)
+        except (BagError, RecordingError) as exc:
+            self.get_logger().warning(f"{topics.OBJECTS.name} not recorded: {exc}", throttle_duration_sec=5.0)
 
     def close(self) -> None:
         """Finish an open episode cleanly (on shutdown)."""

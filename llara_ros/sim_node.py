@@ -33,6 +33,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from llara_core import topics
+from llara_core.bags.detections import objects_json
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
 from llara_core.sim.live import LiveSim, SimConfig
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
@@ -55,6 +56,7 @@ class SimNode(Node):
         self.grip_pub = publisher(self, topics.GRIPPER_CLOSED)
         self.task_pub = publisher(self, topics.TASK)
         self.episode_pub = publisher(self, topics.EPISODE)
+        self.objects_pub = publisher(self, topics.OBJECTS)  # the objects' image boxes, with every camera frame
         subscription(self, topics.JOINT_TRAJECTORY, self._on_trajectory, topics.trajectory_topic(self.cfg.controller))
         subscription(self, topics.GRIPPER_COMMAND, self._on_gripper, self.cfg.gripper_command_topic)
         self.create_service(Trigger, "~/reset", self._on_reset)
@@ -63,7 +65,7 @@ class SimNode(Node):
         self._last = time.monotonic()
         self._next_image = self._next_state = 0.0
         self.create_timer(1.0 / self.cfg.step_hz, self._step)
-        self._started = not self.cfg.wait_for_reset
+        self._started = self.cfg.autostart_episode
         if self._started:
             self._announce()
 
@@ -87,7 +89,7 @@ class SimNode(Node):
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         if self._started:
             task = self.sim.reset()
-        else:  # the first reset of wait_for_reset starts the configured seed's scene afresh (its clock at 0)
+        else:  # without autostart_episode the first reset starts the configured seed's scene afresh (its clock at 0)
             self._started = True
             self.sim.events.clear()
             task = self.sim.reset(self.cfg.seed)
@@ -157,6 +159,9 @@ class SimNode(Node):
             header = Header(stamp=stamp, frame_id=CAMERA_FRAME)
             self.image_pub.publish(numpy_to_image(np.ascontiguousarray(env.render()), "rgb8", header))
             self.info_pub.publish(model_to_camera_info(env.camera, header))
+            self.objects_pub.publish(String(data=objects_json(
+                env.object_boxes(), stamp.sec + stamp.nanosec * 1e-9, CAMERA_FRAME, env.camera.width, env.camera.height
+            )))  # fmt: skip
 
 
 def main(args: list[str] | None = None) -> int:

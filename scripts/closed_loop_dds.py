@@ -40,7 +40,8 @@ def main() -> int:
     print(bringup.isolate())  # the action node commands an arm: never on a graph a real robot may share
     params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
     params = {k: v for k, v in params.items() if k in ("sim_node", "action_node")}
-    params["sim_node"]["ros__parameters"].update(family=a.family, seed=0, real_time_factor=a.real_time_factor)
+    params["sim_node"]["ros__parameters"].update(family=a.family, seed=0, real_time_factor=a.real_time_factor,
+                                            autostart_episode=True)  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="llara-dds-"))
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     procs = bringup.start(work / "params.yaml", log_dir=work)

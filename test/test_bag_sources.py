@@ -249,3 +249,24 @@ def test_a_numeric_gripper_topic_needs_and_uses_a_threshold(episodes, tmp_path):
     with pytest.raises(BagError, match=r"Float64: set 'bag.gripper_threshold' \(its values range 0–1\)"):
         read_episode_bag(bag)
     _same_actions(ep, read_episode_bag(bag, BagOptions(gripper_threshold=0.5, gripper_closed_below=False)), tol=0.0)
+
+
+def test_a_recorder_on_the_wall_clock_beside_a_robot_on_sim_time_still_converts(episodes, tmp_path):
+    """Headers in sim time (seconds since start), receive times on the wall clock, a Bool gripper without a header:
+    every stream goes on the receive clock, so the grasps are found (they were lost when poses used headers)."""
+    ep = episodes[1]
+    bag = write_episode_bag(ep, tmp_path / "wall", receive_offset_s=1.79e9)
+    back = read_episode_bag(bag)
+    assert back.metadata["time_base"] == "receive"
+    _same_actions(ep, back, tol=0.0)
+
+
+def test_streams_stamped_on_different_clocks_are_refused_with_what_to_set(episodes, tmp_path):
+    ep = episodes[1]
+    # every stream has a header (FK from joint states, gripper from a finger joint), but the camera's clock is off
+    bag = write_episode_bag(ep, tmp_path / "clocks", ee_pose=False, camera_clock_offset_s=1.79e9)
+    opts = BagOptions(topics=BagTopics(gripper="/not_recorded"), **FK_OPTIONS)
+    with pytest.raises(BagError, match=r"header times do not overlap.*image.*use_sim_time:=true"):
+        read_episode_bag(bag, opts)
+    same = write_episode_bag(ep, tmp_path / "one_clock", ee_pose=False)
+    assert read_episode_bag(same, opts).metadata["time_base"] == "header"

@@ -442,3 +442,56 @@ def test_dense_targets_give_every_covered_patch_the_objects_digits():
     grown, _ = dense_targets(objs, 4, ["red"], ["block", "pad"], margin=1)  # one more patch on every side
     assert {i for i in range(16) if grown[i, 1] == 2} == {10, 11, 14, 15}  # the pad, nearer there than the block
     assert {i for i in range(16) if grown[i, 1] == 1} == {0, 1, 2, 4, 5, 6, 8, 9}
+
+
+def test_finetune_adapts_the_shipped_model_and_never_overwrites_a_model(dataset, tmp_path):
+    """`llara finetune MODEL DATA --out DIR`: the recipe's defaults, a model that still acts; --out == MODEL refused."""
+    from llara_core.model.train import FinetuneConfig
+    from llara_core.resources import resource_path
+
+    shipped = resource_path("models", "llara-tiny-sim")
+    cfg = FinetuneConfig().train_config()
+    assert cfg.freeze_vision and cfg.mix == {"inbc": 1.0, "d_inbc": 1.0, "localization": 1.0} and cfg.lr == 5e-5
+    for out in (shipped, shipped / "sub", shipped.parent / "other"):  # the model itself, inside it, the shipped models
+        r = subprocess.run([*LLARA, "finetune", str(shipped), str(dataset), "--out", str(out)],
+                           capture_output=True, text=True)  # fmt: skip
+        assert r.returncode == 2 and "--overwrite" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (shipped.parent / "other").exists()
+    png = tmp_path / "frame.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n")
+    r = subprocess.run([*LLARA, "finetune", str(png), str(dataset), "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "is not a model folder" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    out = tmp_path / "ft"
+    r = subprocess.run([*LLARA, "finetune", str(shipped), str(dataset), "--out", str(out), "--max-steps", "2",
+                        "--batch-size", "2", "--no-progress"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["steps"] == 2 and set(metrics["train_counts"]) <= {"inbc", "d_inbc", "localization"}
+    answer = VLMPolicy.from_pretrained(out).act(np.zeros((224, 224, 3), np.uint8), "put the red block in the bowl")
+    assert answer.text
+
+
+def test_cli_mistakes_are_one_line_not_a_traceback(tmp_path):
+    """predict on a folder, --model on a folder that is no model, a device this machine lacks, a closed pipe."""
+    from llara_core.resources import resource_path
+
+    shipped = str(resource_path("models", "llara-tiny-sim"))
+    png = tmp_path / "f.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(png)
+    cases = {
+        "is not an image file": ["predict", "--model", shipped, "--image", str(tmp_path), "--instruction", "x"],
+        "is not a model folder": ["predict", "--model", str(tmp_path), "--image", str(png), "--instruction", "x"],
+        "cuda:99": ["serve", "--model", shipped, "--device", "cuda:99", "--port", "18999"],
+    }
+    for expected, args in cases.items():
+        r = subprocess.run([*LLARA, *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr, (args, r.stderr[-2000:])
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    cmd = " ".join(
+        [*LLARA, "predict", "--model", shipped, "--image", str(png), "--instruction", "'put it in the bowl'"]
+    )
+    r = subprocess.run(f"{cmd} | head -c 1 >/dev/null", shell=True, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr

@@ -25,7 +25,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
 from llara_core.bags import BagOptions, quaternion_pose, read_episode_bag, read_sidecar
-from llara_core.convert import ConversionConfig, convert_bags
+from llara_core.convert import ConversionConfig, convert_bags, inspect_bag
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import run_expert
 from llara_core.sim.tasks import make_task
@@ -162,6 +162,11 @@ def test_record_over_dds_then_convert_matches_the_sim(node, episode, tmp_path, s
     assert back.metadata["operator_success"] is True
     assert np.array_equal(back.frames[0].image, episode.frames[0].image)
     _steps_match(episode.action_steps(), back.action_steps(), 2)
+    # llara inspect-bag on a bag recorded in a venv (no /tf_static): every section, no read error
+    seen = inspect_bag(bag, cfg)
+    assert "/tf_static" not in {t["topic"] for t in seen["topics"]} and "read_error" not in seen, seen
+    assert seen["tf_static"] == [] and seen["camera"]["size"] == [episode.camera.width, episode.camera.height]
+    assert seen["ranges /joint_states"] and seen["verdict"]["converts"] is True, seen
 
 
 def test_a_killed_recorder_leaves_a_bag_that_still_converts(node, episode, tmp_path):

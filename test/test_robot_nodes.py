@@ -124,7 +124,9 @@ def test_invalid_parameters_exit_with_a_clear_message(tmp_path):
 def test_the_expert_steps_over_dds_solve_the_task(robot, tmp_path):
     """sim_node + action_node in their own processes: the text of the expert's steps moves the simulated arm."""
     sim = start_node(
-        "sim_node", params_file(tmp_path, "sim", node="sim_node", real_time_factor=4.0), tmp_path / "sim.log"
+        "sim_node",
+        params_file(tmp_path, "sim", node="sim_node", real_time_factor=4.0, autostart_episode=True),
+        tmp_path / "sim.log",
     )
     act_params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
     (tmp_path / "act.yaml").write_text(yaml.safe_dump({"action_node": act_params["action_node"]}))
@@ -151,3 +153,23 @@ def test_step_done_payload_is_what_the_policy_reads():
     assert json.loads(d.to_json()) == {"step": "Step 1: …", "ok": False, "reason": "busy"}
     with pytest.raises(ValueError):
         StepDone.from_json('{"ok": "yes"}')
+
+
+def test_sigterm_to_bringup_stops_its_nodes(tmp_path):
+    """kill (SIGTERM) of `python -m llara_ros.bringup` stops every node it started: none is left with parent 1."""
+    import os
+    import signal
+
+    params = tmp_path / "rec.yaml"
+    params.write_text(yaml.safe_dump({"recorder_node": {"ros__parameters": {"output_dir": str(tmp_path / "bags")}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "llara_ros.bringup", str(params)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("started recorder_node (pid "), line
+    child = int(line.split("(pid ")[1].split(")")[0])
+    time.sleep(3.0)  # the node is up and spinning
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, proc.stdout.read()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # gone (reaped by bringup), not orphaned

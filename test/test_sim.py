@@ -283,6 +283,14 @@ def test_sim_render_draws_truth_and_prediction(tmp_path):
         [*base, "--predicted", "Step 1: Pick up the object at <b>(1.5, 0.5)</b>"], capture_output=True, text=True
     )
     assert r.returncode == 2 and "does not parse" in r.stderr  # a usage error: the argument is bad
+    r = subprocess.run([*base, "--clean"], capture_output=True, text=True)  # the frame the model sees
+    assert r.returncode == 0, r.stderr
+    from llara_core.sim.env import TabletopEnv
+    from llara_core.sim.tasks import make_task
+
+    with TabletopEnv(make_task("l1_placement", 2).scene, width=224, height=224) as env:
+        frame = env.render()
+    assert np.array_equal(cv2.imread(str(png))[..., ::-1], frame)  # camera size, nothing drawn
 
 
 @pytest.mark.slow

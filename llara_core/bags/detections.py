@@ -59,6 +59,34 @@ def detections_msg(T: Any, header: Any, boxes: list[ObjectBox], width: int, heig
     return T["vision_msgs/msg/Detection2DArray"](header=header, detections=dets)
 
 
+def objects_json(boxes: list[ObjectBox], stamp: float, frame_id: str, width: int, height: int) -> str:
+    """Object boxes of one camera frame as the JSON of the ``/llara/objects`` stream (normalized boxes)."""
+    return json.dumps({"stamp": stamp, "frame_id": frame_id, "width": width, "height": height,
+                       "objects": [{"name": b.name, "cx": b.cx, "cy": b.cy, "w": b.w, "h": b.h} for b in boxes]})  # fmt: skip
+
+
+def detections_cdr(ts: Any, text: str) -> bytes:
+    """``/llara/objects`` JSON -> a serialized vision_msgs/msg/Detection2DArray (rosbags' typestore ``ts``).
+
+    Why not rclpy: vision_msgs has no wheel, so a plain venv cannot make the
+    message; rosbags carries its definition and serializes it as a workspace's
+    recorder would, so the bag holds the same type either way.
+    """
+    try:
+        d = json.loads(text)
+        boxes = [ObjectBox(str(o["name"]), float(o["cx"]), float(o["cy"]), float(o["w"]), float(o["h"]))
+                 for o in d["objects"]]  # fmt: skip
+        stamp, width, height = float(d["stamp"]), int(d["width"]), int(d["height"])
+        frame = str(d.get("frame_id", ""))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BagError(f"not an objects message ({exc}): {text[:80]!r}") from exc
+    T = ts.types
+    ns = round(stamp * 1e9)
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                      frame_id=frame)  # fmt: skip
+    return bytes(ts.serialize_cdr(detections_msg(T, header, boxes, width, height), "vision_msgs/msg/Detection2DArray"))
+
+
 def boxes_from_sidecar(bag: Path) -> list[tuple[float, list[ObjectBox]]]:
     """(stamp, boxes) of ``boxes.json`` in a bag folder (normalized boxes per time stamp); [] when absent."""
     path = bag / BOXES_SIDECAR
@@ -77,11 +105,17 @@ def boxes_from_sidecar(bag: Path) -> list[tuple[float, list[ObjectBox]]]:
 
 
 def assign_boxes(frames: list[CameraFrame], boxes: list[tuple[float, list[ObjectBox]]], tol: float = 0.5) -> None:
-    """Give each frame the latest boxes stamped at or before it (within ``tol`` s)."""
+    """Give each frame the boxes stamped nearest to it (within ``tol`` s).
+
+    Nearest, not "at or before": on the receive clock a frame's detections
+    arrive just after the frame (a detector's latency, or the simulator's boxes
+    published beside its image), so the first frame would otherwise get none.
+    """
     if not boxes:
         return
     stamps = np.array([b[0] for b in boxes])
     for fr in frames:
-        i = int(np.searchsorted(stamps, fr.stamp + 1e-6, side="right")) - 1
-        if i >= 0 and fr.stamp - stamps[i] <= tol:
-            fr.objects = boxes[i][1]
+        i = int(np.searchsorted(stamps, fr.stamp))
+        near = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - fr.stamp))
+        if abs(stamps[near] - fr.stamp) <= tol:
+            fr.objects = boxes[near][1]

@@ -59,11 +59,38 @@ class GripperFilter:
         return self.state
 
 
-def _stamp(msg: Any, fallback_ns: int) -> float:
+Stamp = tuple[float | None, float]  # (header stamp or None, receive time) of one message, seconds
+
+
+def _stamp(msg: Any, receive_ns: int) -> Stamp:
     h = getattr(msg, "header", None)
     if h is not None and (h.stamp.sec or h.stamp.nanosec):
-        return float(h.stamp.sec + h.stamp.nanosec * 1e-9)
-    return fallback_ns * 1e-9
+        return float(h.stamp.sec + h.stamp.nanosec * 1e-9), receive_ns * 1e-9
+    return None, receive_ns * 1e-9
+
+
+def one_time_base(streams: dict[str, list[Stamp]]) -> tuple[str, dict[str, list[float]]]:
+    """Every stream of a bag on one clock: header stamps where every message has one, else receive times.
+
+    Mixing them is how a recording silently loses its grasps: in simulation the
+    robot stamps its headers with sim time while a recorder without
+    ``use_sim_time`` receives on the wall clock, so a Bool gripper (no header)
+    and the poses never meet. Streams whose time ranges still do not overlap
+    (a camera and an arm on different clocks) are refused with what to set.
+    """
+    header = all(h is not None for ts in streams.values() for h, _ in ts)
+    base = "header" if header else "receive"
+    out = {name: [h if header and h is not None else r for h, r in ts] for name, ts in streams.items()}
+    ranges = {name: (min(ts), max(ts)) for name, ts in out.items() if ts}
+    lo = max((a for a, _ in ranges.values()), default=0.0)
+    hi = min((b for _, b in ranges.values()), default=0.0)
+    if lo > hi + 1.0:  # a second of slack: a slow first message is not a clock mismatch
+        shown = ", ".join(f"{n} {a:.3f}–{b:.3f} s" for n, (a, b) in ranges.items())
+        raise BagError(
+            f"the streams' {base} times do not overlap ({shown}): they were stamped on different clocks; "
+            "in simulation record with use_sim_time:=true (the robot's /clock), on a robot sync the clocks"
+        )
+    return base, out
 
 
 def _image_decoder(msg: Any, msgtype: str) -> tuple[Callable[[], npt.NDArray[np.uint8]], tuple[int, int, int] | None]:
@@ -192,7 +219,7 @@ def value_ranges(reader: Any, topic: str) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     conns = [c for c in reader.connections if c.topic == topic]
     try:
-        for c, _, raw in reader.messages(connections=conns):
+        for c, _, raw in reader.messages(connections=conns) if conns else ():  # [] would read every message
             msg = reader.deserialize(raw, c.msgtype)
             pairs = zip(msg.name, msg.position, strict=False) if hasattr(msg, "position") else [("data", msg.data)]
             for name, v in pairs:
@@ -271,10 +298,14 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
         wanted = {tp.image, tp.camera_info, pose_topic, grip_topic, tp.task, tp.tf_static, tp.detections}
         conns = [c for c in reader.connections if c.topic in wanted]
         frames: list[CameraFrame] = []
-        poses: list[tuple[float, npt.NDArray[np.float64]]] = []
-        grips: list[tuple[float, bool]] = []
+        poses: list[npt.NDArray[np.float64]] = []
+        grips: list[bool] = []
         raw_grip: list[float] = []  # numeric gripper values, for the "no grasp" hint
-        detections: list[tuple[float, Any]] = []
+        detections: list[Any] = []
+        frame_t: list[Stamp] = []
+        pose_t: list[Stamp] = []
+        grip_t: list[Stamp] = []
+        det_t: list[Stamp] = []
         info: Any = None
         task_text: str | None = None
         tf_edges: list[tuple[str, str, npt.NDArray[np.float64]]] = []
@@ -287,11 +318,13 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                 msg: Any = reader.deserialize(raw, conn.msgtype)
                 if topic == tp.image:
                     dec, shape = _image_decoder(msg, conn.msgtype)
-                    frames.append(CameraFrame(None, _stamp(msg, t_ns), decode=dec, shape=shape or (0, 0, 3)))
+                    frames.append(CameraFrame(None, 0.0, decode=dec, shape=shape or (0, 0, 3)))
+                    frame_t.append(_stamp(msg, t_ns))
                 elif topic == tp.camera_info:
                     info = msg
                 elif topic == tp.detections:
-                    detections.append((_stamp(msg, t_ns), msg))
+                    detections.append(msg)
+                    det_t.append(_stamp(msg, t_ns))
                 elif topic == tp.task and msg.data.strip():  # an empty task clears it; the last one named wins
                     task_text = msg.data
                 elif topic == tp.tf_static:
@@ -300,10 +333,8 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                         T = pose_to_matrix([v.x, v.y, v.z], [q.x, q.y, q.z, q.w])
                         tf_edges.append((tr.header.frame_id, tr.child_frame_id, T))
                 if topic == pose_topic:
-                    if fk is not None:
-                        poses.append((_stamp(msg, t_ns), fk.fk_named(list(msg.name), msg.position)))
-                    else:
-                        poses.append((_stamp(msg, t_ns), pose_msg_to_matrix(msg.pose)))
+                    pose_t.append(_stamp(msg, t_ns))
+                    poses.append(fk.fk_named(list(msg.name), msg.position) if fk else pose_msg_to_matrix(msg.pose))
                 if topic == grip_topic:
                     if grip_type.endswith("/JointState"):
                         names = list(msg.name)
@@ -311,12 +342,13 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                             raise BagError(f"joint {opt.gripper_joint!r} not in {grip_topic} ({names})")
                         value = float(msg.position[names.index(opt.gripper_joint)])
                         raw_grip.append(value)
-                        grips.append((_stamp(msg, t_ns), gfilter(value)))
+                        grips.append(gfilter(value))
                     elif numeric:
                         raw_grip.append(float(msg.data))
-                        grips.append((t_ns * 1e-9, gfilter(raw_grip[-1])))
+                        grips.append(gfilter(raw_grip[-1]))
                     else:
-                        grips.append((t_ns * 1e-9, bool(msg.data)))
+                        grips.append(bool(msg.data))
+                    grip_t.append(_stamp(msg, t_ns))
         except (ImageEncodingError, BagError, KinematicsError) as exc:
             raise BagError(str(exc)) from exc
         except Exception as exc:  # truncated chunk, bad CDR, …: keep what is complete, and say so
@@ -330,6 +362,11 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
                               ("gripper", grips)) if not got]  # fmt: skip
     if empty:
         raise BagError(f"no messages on {', '.join(empty)} (the topics exist but carry nothing)")
+    # grip_t/pose_t share a list when the gripper is a joint of the pose topic; lengths match their values
+    base, times = one_time_base({"image": frame_t, "end-effector pose": pose_t, "gripper": grip_t,
+                                 "detections": det_t})  # fmt: skip
+    for fr, t in zip(frames, times["image"], strict=True):
+        fr.stamp = t
     sidecar = read_sidecar(path)
     if opt.camera_pose is not None:
         cam_pose = pose_to_matrix(opt.camera_pose[:3], opt.camera_pose[3:])
@@ -350,10 +387,11 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
             fr.shape = shape
     frames.sort(key=lambda f: f.stamp)
     if detections:
-        assign_boxes(frames, [(t, boxes_from_detections(m, camera.width, camera.height)) for t, m in detections])
+        assign_boxes(frames, [(t, boxes_from_detections(m, camera.width, camera.height))
+                              for t, m in zip(times["detections"], detections, strict=True)])  # fmt: skip
     else:
         assign_boxes(frames, boxes_from_sidecar(path))
-    meta: dict[str, Any] = {"source": str(path)}
+    meta: dict[str, Any] = {"source": str(path), "time_base": base}
     if truncated:
         meta["truncated"] = truncated
     if recovered is not None:
@@ -363,7 +401,8 @@ def read_episode_bag(path: str | Path, options: BagOptions | None = None, episod
         meta["gripper_range"] = (min(raw_grip), max(raw_grip))
     if "success" in sidecar:
         meta["operator_success"] = sidecar["success"]
-    states = align_states(poses, grips)
+    states = align_states(zip(times["end-effector pose"], poses, strict=True),
+                          list(zip(times["gripper"], grips, strict=True)))  # fmt: skip
     return Episode(
         episode_id or path.name, text, camera, cam_pose, frames, states, settle_s=opt.settle_s, metadata=meta
     )

@@ -27,6 +27,8 @@ def write_episode_bag(
     image_format: Literal["raw", "png", "jpeg"] = "raw",
     ee_pose: bool = True,
     gripper_float: bool = False,
+    receive_offset_s: float = 0.0,
+    camera_clock_offset_s: float = 0.0,
 ) -> Path:
     """Write an episode as a rosbag2 (topic and frame names from ``options``).
 
@@ -34,9 +36,14 @@ def write_episode_bag(
     detections when its frames carry object boxes; ``ee_pose=False`` leaves out
     the pose topic (the FK path must then be used to read it back);
     ``gripper_float=True`` writes the gripper as std_msgs/Float64 (1.0 closed).
+    Two clocks, as real recordings have them: ``receive_offset_s`` is added to
+    every receive time (a recorder on the wall clock while the robot stamps sim
+    time), ``camera_clock_offset_s`` to the camera's header stamps (a camera on
+    another clock than the arm).
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    ro = receive_offset_s
     opt = options or BagOptions()
     topics, base, cam = opt.topics, opt.base_frame, opt.camera_frame
     ts = typestore()
@@ -84,8 +91,8 @@ def write_episode_bag(
                 rotation=pose(cp).orientation,
             ),
         )
-        msgs.append((_ns(t0), "tf", T["tf2_msgs/msg/TFMessage"](transforms=[tf])))
-        msgs.append((_ns(t0), "task", T["std_msgs/msg/String"](data=episode.instruction)))
+        msgs.append((_ns(ro + t0), "tf", T["tf2_msgs/msg/TFMessage"](transforms=[tf])))
+        msgs.append((_ns(ro + t0), "task", T["std_msgs/msg/String"](data=episode.instruction)))
         f = episode.camera.camera_info_fields()
         info = T["sensor_msgs/msg/CameraInfo"](
             header=header(t0, cam),
@@ -105,7 +112,7 @@ def write_episode_bag(
             h, wd = fr.image.shape[:2]
             if image_format == "raw":
                 img = T["sensor_msgs/msg/Image"](
-                    header=header(fr.stamp, cam),
+                    header=header(fr.stamp + camera_clock_offset_s, cam),
                     height=h,
                     width=wd,
                     encoding="rgb8",
@@ -115,15 +122,23 @@ def write_episode_bag(
                 )
             else:
                 data = np.frombuffer(encode_compressed(fr.image, image_format), dtype=np.uint8)
-                img = T["sensor_msgs/msg/CompressedImage"](header=header(fr.stamp, cam), format=image_format, data=data)
-            msgs.append((_ns(fr.stamp), "image", img))
-            msgs.append((_ns(fr.stamp), "info", info))
+                img = T["sensor_msgs/msg/CompressedImage"](
+                    header=header(fr.stamp + camera_clock_offset_s, cam), format=image_format, data=data
+                )
+            msgs.append((_ns(ro + fr.stamp), "image", img))
+            msgs.append((_ns(ro + fr.stamp), "info", info))
             if fr.objects and "det" in conns:
-                msgs.append((_ns(fr.stamp), "det", detections_msg(T, header(fr.stamp, cam), fr.objects, W, H)))
+                msgs.append(
+                    (
+                        _ns(ro + fr.stamp),
+                        "det",
+                        detections_msg(T, header(fr.stamp + camera_clock_offset_s, cam), fr.objects, W, H),
+                    )
+                )
         for st in episode.states:
             if ee_pose:
                 stamped = T["geometry_msgs/msg/PoseStamped"](header=header(st.stamp, base), pose=pose(st.ee_pose))
-                msgs.append((_ns(st.stamp), "pose", stamped))
+                msgs.append((_ns(ro + st.stamp), "pose", stamped))
             if "joints" in conns and st.joints:
                 names = list(st.joints)
                 js = T["sensor_msgs/msg/JointState"](
@@ -133,13 +148,13 @@ def write_episode_bag(
                     velocity=np.zeros(0),
                     effort=np.zeros(0),
                 )
-                msgs.append((_ns(st.stamp), "joints", js))
+                msgs.append((_ns(ro + st.stamp), "joints", js))
             grip = (
                 T["std_msgs/msg/Float64"](data=float(st.gripper_closed))
                 if gripper_float
                 else T["std_msgs/msg/Bool"](data=bool(st.gripper_closed))
             )
-            msgs.append((_ns(st.stamp), "grip", grip))
+            msgs.append((_ns(ro + st.stamp), "grip", grip))
         for t, name, msg in sorted(msgs, key=lambda m: m[0]):
             c = conns[name]
             w.write(c, t, ts.serialize_cdr(msg, c.msgtype))

@@ -110,6 +110,25 @@ def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]
     return Path(base), path
 
 
+def check_device(device: str) -> None:
+    """Refuse a torch device this machine does not have before any weights load (one line, not a traceback)."""
+    import torch
+
+    from llara_core.errors import UsageError
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise UsageError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps): {exc}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {device!r}: no CUDA GPU here (torch {torch.__version__} sees none); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UsageError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"device {device!r}: MPS is not available here; use cpu")
+
+
 class VLMPolicy:
     """A loaded model + processor with LLaRA's prompting and the strict action parser."""
 
@@ -156,6 +175,7 @@ class VLMPolicy:
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"model folder {path} does not exist (models load from local folders only)")
+        check_device(device)
         base, lora = _resolve(path, adapter)
         torch_dtype = getattr(torch, dtype) if dtype else None
         processor = AutoProcessor.from_pretrained(lora or base, local_files_only=True, trust_remote_code=False)

@@ -16,6 +16,7 @@ The result is a model folder (weights or adapter, processor files) plus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -102,6 +103,69 @@ class TrainConfig:
             from llara_core.conversations import check_kinds
 
             check_kinds(list(self.mix))
+
+    def train_config(self) -> TrainConfig:
+        """The configuration :func:`train` runs (a :class:`FinetuneConfig` fills in its recipe)."""
+        return self
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """``llara finetune``: adapt a trained model (the shipped one, your own) to new demonstrations.
+
+    The defaults are the model card's finetuning recipe scaled to a lab's
+    handful of recordings: the tower frozen (it already reads objects; a few
+    episodes would only unteach it), the kinds the model learned to act from
+    (inBC, D-inBC, localization — with all eight kinds a trained model's loss
+    jumps to ~10 on the first step), a learning rate 20× below training's so a
+    short run adapts instead of overwriting (2e-4 measured no better), and a step count that fits ten
+    episodes on a CPU in minutes.
+    """
+
+    max_steps: int = setting(100, "optimizer steps (about 10 passes over ten recorded episodes)")
+    lr: float = setting(5e-5, "peak learning rate (training from scratch used 1e-3)")
+    warmup_ratio: float = setting(0.1, "share of the steps spent warming the rate up")
+    mix: dict[str, float] | None = setting(
+        None,
+        "task kinds and their ratio to the number of demonstration steps (unset: inbc=1,d_inbc=1,"
+        "localization=1, the kinds the model acts from; kinds the data lacks are left out)",
+    )
+    val_fraction: float = setting(0.1, "share of the episodes held out for validation")
+    freeze_vision: bool = setting(True, "keep the vision tower as it is (it already reads the objects)")
+    save_steps: int = setting(50, "steps between checkpoints in OUT/checkpoints")
+    eval_steps: int = setting(50, "steps between validation losses")
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`TrainConfig` that :func:`train` runs, with the recipe's mix where none was given."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainConfig)}
+        if self.mix is None:
+            fields["mix"] = {"inbc": 1.0, "d_inbc": 1.0, "localization": 1.0}
+        return TrainConfig(**fields)
+
+
+def check_output(base_model: str | Path, out: str | Path, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that would overwrite a model in place, unless ``overwrite``.
+
+    ``--out`` equal to ``--model`` (or inside it, or holding it) replaces the
+    weights being trained from, and the shipped models under the package's
+    ``models/`` are what the demo and the tests run: both only on purpose.
+    """
+    from llara_core.errors import UsageError
+    from llara_core.resources import resource_path
+
+    if overwrite:
+        return
+    base, dest = Path(base_model).resolve(), Path(out).resolve()
+    if dest == base or base in dest.parents or dest in base.parents:
+        raise UsageError(f"--out {out} would overwrite the model being trained from ({base_model}): "
+                         "choose a new folder, or pass --overwrite")  # fmt: skip
+    try:
+        shipped = resource_path("models").resolve()
+    except FileNotFoundError:  # an install without the demo model
+        return
+    if dest == shipped or shipped in dest.parents:
+        raise UsageError(f"--out {out} is inside this package's shipped models ({shipped}): "
+                         "choose another folder, or pass --overwrite")  # fmt: skip
 
 
 def load_checkpoint_weights(model: Any, checkpoint: str | Path) -> None:

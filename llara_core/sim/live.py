@@ -41,7 +41,11 @@ class SimConfig:
     controller: str = setting("joint_trajectory_controller", "trajectories on /<controller>/joint_trajectory")
     gripper_command_topic: str = setting("/gripper_controller/commands", "std_msgs/Float64MultiArray gripper command")
     auto_reset: bool = setting(False, "start the next seed's scene right after an episode event")
-    wait_for_reset: bool = setting(False, "publish no task until the first ~/reset (which starts 'seed' itself)")
+    autostart_episode: bool = setting(
+        False,
+        "start the 'seed' episode at start-up; unset: no task until the first ~/reset (which starts 'seed'), "
+        "so a recording begun before the reset holds one whole episode",
+    )
 
     def __post_init__(self) -> None:
         check_families([self.family])
