@@ -403,7 +403,7 @@ def _train(p: argparse.ArgumentParser) -> Handler:
     "finetune",
     "adapt a trained model (e.g. models/llara-tiny-sim) to your own recorded demonstrations",
     "The recipe of the model card for a few recorded episodes: vision tower frozen, the kinds the model acts "
-    "from (inbc, d_inbc, localization), lr 5e-5, 100 steps; every default below. Same flags as llara train.",
+    "from (inbc, d_inbc, localization), lr 2e-5, 100 steps; every default below. Same flags as llara train.",
 )
 def _finetune(p: argparse.ArgumentParser) -> Handler:
     from llara_core.model.train import FinetuneConfig

@@ -451,7 +451,7 @@ def test_finetune_adapts_the_shipped_model_and_never_overwrites_a_model(dataset,
 
     shipped = resource_path("models", "llara-tiny-sim")
     cfg = FinetuneConfig().train_config()
-    assert cfg.freeze_vision and cfg.mix == {"inbc": 1.0, "d_inbc": 1.0, "localization": 1.0} and cfg.lr == 5e-5
+    assert cfg.freeze_vision and cfg.mix == {"inbc": 1.0, "d_inbc": 1.0, "localization": 1.0} and cfg.lr == 2e-5
     for out in (shipped, shipped / "sub", shipped.parent / "other"):  # the model itself, inside it, the shipped models
         r = subprocess.run([*LLARA, "finetune", str(shipped), str(dataset), "--out", str(out)],
                            capture_output=True, text=True)  # fmt: skip
