@@ -349,8 +349,9 @@ class ActionNode(LifecycleNode):
             self.get_logger().warning(f"step refused or failed: {done.reason}")
         try:
             self.done_pub.publish(String(data=done.to_json()))
-        except RCLError:  # the context went down (shutdown) between the step's end and its report
-            pass
+        except RCLError:
+            if self.context.ok():
+                raise  # a real failure; at shutdown the context went down between the step's end and its report
 
     def _on_approve(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         with self.lock:
