@@ -28,7 +28,7 @@ DEMO_BACKEND ?= transformers
 # The demo runs on a private ROS graph (a free ROS_DOMAIN_ID, discovery limited to this machine); DEMO_DOMAIN_ID=N picks N
 DEMO_DOMAIN_ID ?=
 demo: $(STAMP)
-	$(PY) -m llara_ros.demo --episodes $(DEMO_EPISODES) --backend $(DEMO_BACKEND) --out demo_output \
+	$(PY) -m llara_ros.dds_demo --episodes $(DEMO_EPISODES) --backend $(DEMO_BACKEND) --out demo_output \
 		$(if $(DEMO_DOMAIN_ID),--domain-id $(DEMO_DOMAIN_ID))
 
 test: $(STAMP)

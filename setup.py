@@ -15,7 +15,7 @@ PACKAGE = "llara_ros"
 # Every executable a user starts. Node entry points join this list as the nodes land
 # (test_packaging checks that each one imports and is callable).
 CONSOLE_SCRIPTS = [
-    "llara = llara_core.cli:main",
+    "llara = llara_core.apps.cli:main",
     "recorder_node = llara_ros.recorder_node:main",
     "convert_bags = llara_ros.convert_bags:main",
     "action_node = llara_ros.action_node:main",

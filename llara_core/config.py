@@ -341,6 +341,24 @@ def load_ros_params(cls: type[T], path: str | os.PathLike[str], node: str, ignor
         raise ConfigError(f"{path} ({node}): {exc}") from exc
 
 
+def load_node_config(cls: type[T], path: str | os.PathLike[str], node: str, ignore: Sequence[str] = ()) -> T:
+    """``cls`` from a node's parameters as a user has them: a ROS parameters file (``<node>: {ros__parameters:
+    …}``, read by :func:`load_ros_params`) or a plain YAML of the same keys. ``ignore``: keys of the node that
+    are not ``cls``'s (both forms)."""
+    import yaml
+
+    path = Path(expand_path(str(path)))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read parameters file {path}: {exc}") from exc
+    if isinstance(raw, dict) and any(isinstance(v, dict) and "ros__parameters" in v for v in raw.values()):
+        return load_ros_params(cls, path, node, ignore)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameters")
+    return from_dict(cls, {k: v for k, v in raw.items() if k not in ignore}, base_dir=path.resolve().parent)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A configuration as plain nested data (tuples become lists): what YAML, JSON and manifests hold."""
 

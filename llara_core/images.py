@@ -1,7 +1,7 @@
 """Raw sensor_msgs/Image buffers -> numpy, for the standard encodings; one implementation for all readers.
 
 Both the live path (rclpy messages in ``llara_ros.conversions``) and the bag
-path (``rosbags`` messages in ``llara_core.bags``) hand the Image fields here.
+path (``rosbags`` messages in ``llara_core.datasets.bags``) hand the Image fields here.
 cv_bridge is not used: the ROS 2 one has no PyPI wheel and the PyPI
 ``cv-bridge`` is the ROS 1 package, broken with OpenCV 5 / numpy 2.
 """

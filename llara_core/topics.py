@@ -2,7 +2,7 @@
 
 Each :class:`Stream` has its default name, its message type and its QoS class;
 ``llara_ros.topics`` turns them into rclpy publishers and subscriptions, the
-bag options (:class:`llara_core.bags.BagTopics`) take their default names from
+bag options (:class:`llara_core.datasets.bags.BagTopics`) take their default names from
 here, and the recorder's default topic list too — so a renamed stream changes
 everywhere at once. Every default is an absolute name (remap with
 ``-r /camera/color/image_raw:=/your/camera``).
@@ -39,7 +39,7 @@ EE_POSE = Stream("/ee_pose", "geometry_msgs/msg/PoseStamped", "sensor")
 GRIPPER_CLOSED = Stream("/gripper_closed", "std_msgs/msg/Bool", "sensor")
 TF_STATIC = Stream("/tf_static", "tf2_msgs/msg/TFMessage", "latched")
 DETECTIONS = Stream("/detections", "vision_msgs/msg/Detection2DArray", "sensor")
-# the simulator's object boxes as JSON (llara_core.bags.detections.objects_json): a plain venv has no vision_msgs
+# the simulator's object boxes as JSON (llara_core.datasets.bags.detections.objects_json): a plain venv has no vision_msgs
 # typesupport, so the recorder writes each one into the bag as a DETECTIONS message (the type a workspace records)
 OBJECTS = Stream("/llara/objects", "std_msgs/msg/String", "sensor")
 ROBOT_DESCRIPTION = Stream("/robot_description", "std_msgs/msg/String", "latched")

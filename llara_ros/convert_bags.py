@@ -3,7 +3,7 @@
     ros2 run llara_ros convert_bags --ros-args -p bags:="[/data/ep1, /data/ep2]" -p out:=/data/ds \\
         -p config:=$(ros2 pkg prefix llara_ros)/share/llara_ros/config/conversion.yaml -p workers:=2
 
-The same code as ``llara convert-bags`` (llara_core.convert). Parameters: the
+The same code as ``llara convert-bags`` (llara_core.datasets.convert). Parameters: the
 job's (``bags``, ``out``, ``config``) and every key of the conversion config
 (``kinds``, ``workers``, ``bag.base_frame``, ``bag.topics.image``, …) — those
 set here override the YAML ``config``. ``~`` and ``$VARS`` in paths are
@@ -19,7 +19,7 @@ import sys
 import rclpy
 
 from llara_core.config import from_dict, load_yaml
-from llara_core.convert import ConversionConfig, ConvertJob, convert_bags, expand_bags, print_report
+from llara_core.datasets.convert import ConversionConfig, ConvertJob, convert_bags, expand_bags, print_report
 from llara_core.errors import LlaraError
 from llara_ros.params import declare_config, read_config, set_parameters
 

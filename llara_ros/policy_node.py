@@ -15,7 +15,7 @@ clears the history.
 
 Inference runs on one worker thread, never on the executor: one query in
 flight, the newest frame wins, frames older than ``max_image_age_s`` are
-refused. The episode logic is :class:`llara_core.loop.PolicyLoop`.
+refused. The episode logic is :class:`llara_core.apps.loop.PolicyLoop`.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from std_msgs.msg import Header, String
 from std_srvs.srv import Trigger
 
 from llara_core import topics
-from llara_core.actions import parse_actions
-from llara_core.annotate import PRED_RGB, draw_steps
+from llara_core.apps.loop import PolicyLoop, PolicyNodeConfig
 from llara_core.errors import LlaraError
-from llara_core.loop import PolicyConfig, PolicyLoop
-from llara_core.model.runtime import Policy, PolicyOutput, load_policy
+from llara_core.language.actions import parse_actions
+from llara_core.language.annotate import PRED_RGB, draw_steps
+from llara_core.model.policy import Policy, PolicyOutput, load_policy
 from llara_core.planning import StepDone
 from llara_ros.conversions import image_msg_to_rgb, numpy_to_image
 from llara_ros.messages import package_available
@@ -51,8 +51,8 @@ from llara_ros.topics import publisher, subscription
 class PolicyNode(Node):
     def __init__(self, policy: Policy | None = None, **kwargs: Any) -> None:
         super().__init__("policy_node", **kwargs)
-        declare_config(self, PolicyConfig)
-        self.cfg = c = read_config(self, PolicyConfig)
+        declare_config(self, PolicyNodeConfig)
+        self.cfg = c = read_config(self, PolicyNodeConfig)
         if c.prompt_mode == "d_inbc" and not package_available("vision_msgs"):
             raise LlaraError(
                 "prompt_mode d_inbc reads object boxes from vision_msgs/Detection2DArray: install "
@@ -62,13 +62,12 @@ class PolicyNode(Node):
         # computes, and a second pool on another thread made every answer ~3x slower here (measured: 139 vs 47 ms).
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llara_policy")
         t0 = time.perf_counter()
-        self.policy: Policy = policy if policy is not None else self.worker.submit(
-            load_policy, c.model, c.adapter, c.device, c.dtype, c.max_new_tokens, c.end_effector, c.backend,
-            c.remote, c.prompt_profile).result()  # fmt: skip
-        style = getattr(self.policy, "style", None)
+        self.policy: Policy = policy if policy is not None else self.worker.submit(load_policy, c).result()
+        style = self.policy.style
         self.source = c.remote.base_url if c.backend == "openai" else c.model or "shipped demo model"
-        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {self.source}" + (
-            f"; prompts: profile {style.profile}, end effector {style.end_effector!r}" if style else ""))  # fmt: skip
+        self.get_logger().info(f"model loaded in {time.perf_counter() - t0:.1f} s: {self.source}; prompts: profile "
+                               f"{style.profile}, end effector {style.end_effector!r}, answers up to "
+                               f"{self.policy.max_new_tokens} tokens")  # fmt: skip
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
         self.future: Future[PolicyOutput] | None = None
@@ -113,7 +112,7 @@ class PolicyNode(Node):
         self.camera_size = (int(msg.width), int(msg.height))
 
     def _on_detections(self, msg: Any) -> None:
-        from llara_core.bags import boxes_from_detections
+        from llara_core.datasets.bags import boxes_from_detections
 
         if self.frame is not None:
             h, w = self.frame.shape[:2]

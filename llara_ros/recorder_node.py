@@ -24,8 +24,8 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from llara_core import topics
-from llara_core.bags import BagError
-from llara_core.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
+from llara_core.datasets.bags import BagError
+from llara_core.datasets.recording import EpisodeRecorder, RecorderConfig, RecordingError, unrecordable
 from llara_ros.messages import message_class, package_available
 from llara_ros.params import declare_config, read_config
 from llara_ros.spin import run_node

@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from llara_core import topics
-from llara_core.bags.detections import objects_json
+from llara_core.datasets.bags.detections import objects_json
 from llara_core.geometry import BASE_FRAME, CAMERA_FRAME
 from llara_core.sim.live import LiveSim, SimConfig
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image

@@ -71,11 +71,11 @@ def main() -> int:
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
 
-    from llara_core.evaluate import evaluate
+    from llara_core.apps.evaluate import EvalConfig, evaluate
     from llara_core.fileio import atomic_write_json
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.train import TrainConfig, train
-    from llara_core.sim.demos import generate_demos
+    from llara_core.sim.demonstrations import DemosConfig, generate_demos
     from llara_core.sim.tasks import FAMILIES
 
     work = Path(a.work)
@@ -85,7 +85,15 @@ def main() -> int:
     for fam, share in SHARES:  # the largest size (smaller ones are subsets) and as many again for the base
         if not data[fam]:
             data[fam] = str(work / "data" / fam)
-            generate_demos([fam], 2 * round(max(sizes) * share), data[fam], seed=10000, record_hz=2.0)
+            generate_demos(
+                DemosConfig(
+                    out=str(data[fam]),
+                    task_family=(fam,),
+                    episodes=2 * round(max(sizes) * share),
+                    seed=10000,
+                    record_hz=2.0,
+                )
+            )
     from llara_core.model.tiny import dataset_texts
 
     corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
@@ -113,8 +121,8 @@ def main() -> int:
                                       val_fraction=0.0, save_steps=min(a.steps, 300), seed=seed, resume=True,
                                       freeze_vision=True, progress=False)  # fmt: skip
                     m = train([subset / "l1_placement", subset / "multi_step"], base, out, cfg)
-                    res = evaluate(VLMPolicy.from_pretrained(out), list(FAMILIES), range(a.eval_episodes),
-                                   out / "eval", d_inbc=boxes, progress=False)  # fmt: skip
+                    cfg = EvalConfig(task_family=tuple(FAMILIES), episodes=a.eval_episodes, d_inbc=boxes)
+                    res = evaluate(VLMPolicy.from_pretrained(out), cfg, out / "eval", progress=False)
                     row = {fam: v["rate"] for fam, v in res["summary"]["families"].items()}
                     row["train_loss"] = m["train_loss"]
                     row["minutes"] = (time.perf_counter() - t0) / 60
@@ -132,8 +140,9 @@ def _episodes(family: str, share: float, size: int) -> set[str]:
 
 def _pretrained_tower(path: Path, data: dict[str, str], corpus: list[str], a: argparse.Namespace) -> Path:
     """A tiny LLaVA whose tower is pretrained on the demonstrations' boxes and freshly rendered scenes."""
-    from llara_core.model.pretrain_vision import has_pretrained_tower, tiny_with_pretrained_tower
-    from llara_core.sim.demos import scene_boxes
+    from llara_core.model.folder import has_pretrained_tower
+    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
+    from llara_core.sim.demonstrations import scene_boxes
 
     if not has_pretrained_tower(path):
         scenes = scene_boxes(["l1_placement", "multi_step"], a.scenes, seed=200000)
@@ -183,7 +192,7 @@ def _grounded_base(
 
 def _subset(src: Path, dst: Path, keep: Callable[[str], bool]) -> None:
     """A dataset folder with only the records of the episodes ``keep`` accepts (images linked, not copied)."""
-    from llara_core.conversations import read_dataset
+    from llara_core.datasets.reader import read_dataset
     from llara_core.fileio import atomic_write_json
 
     dst.mkdir(parents=True, exist_ok=True)

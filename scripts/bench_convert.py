@@ -21,10 +21,10 @@ from pathlib import Path
 
 
 def make_bags(root: Path, gb: float, storage: str) -> list[Path]:
-    from llara_core.sim.demos import write_bag_atomic
+    from llara_core.sim.arm import ArmKinematics
+    from llara_core.sim.demonstrations import write_bag_atomic
     from llara_core.sim.env import TabletopEnv
     from llara_core.sim.expert import run_expert
-    from llara_core.sim.robot import ArmKinematics
     from llara_core.sim.tasks import make_task
 
     root.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def read_all(bags: list[Path]) -> tuple[float, int]:
     """Seconds to read and deserialize every message of every bag; and the message count."""
     from rosbags.highlevel import AnyReader
 
-    from llara_core.bags import typestore
+    from llara_core.datasets.bags import typestore
 
     ts = typestore()
     n = 0
@@ -69,7 +69,7 @@ def main() -> int:
     ap.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     ap.add_argument("--engine", nargs="+", choices=["local", "ray"], default=["local", "ray"])
     a = ap.parse_args()
-    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
 
     root = Path(a.dir)
     print(f"bags in {root / 'bags'} (made once)")

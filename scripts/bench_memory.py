@@ -32,7 +32,7 @@ def main() -> int:
     a = ap.parse_args()
     from test_scale import _jsonl_dataset
 
-    from llara_core.conversations import read_dataset
+    from llara_core.datasets.reader import read_dataset
     from llara_core.model.tiny import TinySpec, build_tiny_model
 
     root = Path(a.dir)
@@ -50,7 +50,7 @@ def main() -> int:
             _jsonl_dataset(ds, n)
             print(f"made {n} records in {time.perf_counter() - t:.0f} s", flush=True)
         size = (ds / "shards" / "all.jsonl").stat().st_size
-        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "llara_core.cli", "train", "--data", str(ds), "--model",
+        cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "llara_core.apps.cli", "train", "--data", str(ds), "--model",
                str(model), "--out", str(root / f"out_{n}"), "--max-steps", "3", "--batch-size", "2",
                "--val-fraction", "0.01", "--eval-steps", "1000", "--cache-mb", "0", "--no-progress"]  # fmt: skip
         t = time.perf_counter()

@@ -50,7 +50,7 @@ def robots() -> Path:
 
 
 def arms() -> dict[str, dict[str, object]]:
-    from llara_core.sim.robot import HOME_Q, urdf_path
+    from llara_core.sim.arm import HOME_Q, urdf_path
 
     r = robots()
     return {
@@ -76,11 +76,11 @@ def webcam():
 
 def make_answers(families: list[str], seeds: int, jitter: int, cache: Path) -> list[str]:
     """Expert steps re-projected into the webcam, plus jittered variants (cached by arguments)."""
-    from llara_core.actions import ActionStep, render_step
     from llara_core.geometry import CameraModel, base_to_normalized
+    from llara_core.language.actions import ActionStep, render_step
     from llara_core.planning import ExecutionSettings, plan_step, select_step
+    from llara_core.sim.arm import ArmKinematics
     from llara_core.sim.expert import expert_answers
-    from llara_core.sim.robot import ArmKinematics
 
     key = f"{','.join(families)}:{seeds}:{jitter}"
     if cache.is_file():
@@ -207,8 +207,8 @@ def main() -> int:
     ap.add_argument("--out", help="write the figures as JSON here")
     a = ap.parse_args()
 
-    from llara_core.actions import ActionStep
     from llara_core.geometry import GeometryError, yaw_of
+    from llara_core.language.actions import ActionStep
     from llara_core.planning import (
         ExecutionSettings,
         Planner,

@@ -40,8 +40,8 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=8791)
     a = ap.parse_args()
 
-    from llara_core.model.runtime import load_policy
-    from llara_core.remote import OpenAIPolicy, RemoteConfig, image_data_url, wait_until_healthy
+    from llara_core.model.policy import RemoteConfig, load_policy
+    from llara_core.serving.client import OpenAIPolicy, image_data_url, wait_until_healthy
     from llara_core.sim.env import TabletopEnv
     from llara_core.sim.tasks import make_task
 
@@ -50,7 +50,7 @@ def main() -> int:
         task = make_task("l1_placement", 500 + k)
         with TabletopEnv(task.scene, width=a.size, height=a.size) as env:
             frames.append((env.render(), task.instruction))
-    server = subprocess.Popen([sys.executable, "-m", "llara_core.cli", "serve", "--port", str(a.port)],
+    server = subprocess.Popen([sys.executable, "-m", "llara_core.apps.cli", "serve", "--port", str(a.port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         local = load_policy()

@@ -42,7 +42,7 @@ def main() -> int:
     from std_msgs.msg import String
 
     from llara_core.geometry import CameraModel
-    from llara_core.model.runtime import load_policy
+    from llara_core.model.policy import load_policy
     from llara_core.sim.env import TabletopEnv
     from llara_core.sim.tasks import make_task
     from llara_ros import bringup

@@ -35,7 +35,7 @@ def main() -> int:
 
     from llara_core.sim.expert import expert_answers
     from llara_ros import bringup
-    from llara_ros.driver import LoopDriver
+    from llara_ros.loop_client import LoopClient
 
     print(bringup.isolate())  # the action node commands an arm: never on a graph a real robot may share
     params = yaml.safe_load((ROOT / "config" / "sim_demo.yaml").read_text())
@@ -50,22 +50,22 @@ def main() -> int:
     os.environ.update(bringup.dds_environment())
     rclpy.init()
     node = rclpy.create_node("closed_loop_dds")
-    driver = LoopDriver(node)
+    client = LoopClient(node)
     ex = MultiThreadedExecutor()
     ex.add_node(node)
     threading.Thread(target=ex.spin, daemon=True).start()
     rows = []
     t0 = time.perf_counter()
     try:
-        start = driver.wait_for(lambda: next((e for e in driver.events if e["event"] == "start"), None), 60)
+        start = client.wait_for(lambda: next((e for e in client.events if e["event"] == "start"), None), 60)
         if start is None:
             raise SystemExit(f"sim_node did not start; logs in {work}")
         for seed in range(a.episodes):
             if seed:
-                driver.reset()
+                client.reset()
             time.sleep(0.3)  # a few camera frames of the new scene
             t = time.perf_counter()
-            end = driver.run_answers(expert_answers(a.family, seed), seed)
+            end = client.run_answers(expert_answers(a.family, seed), seed)
             rows.append({"seed": seed, "event": end["event"], "reason": end.get("reason", ""),
                          "wall_s": round(time.perf_counter() - t, 2)})  # fmt: skip
             print(f"seed {seed:3d}: {end['event']} {end.get('reason', '')}", flush=True)

@@ -36,19 +36,22 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 KEEP = ("config.json", "generation_config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
-        "tokenizer_config.json", "chat_template.jinja", "llara_tiny_spec.json", "train_metrics.json")  # fmt: skip
+        "tokenizer_config.json", "chat_template.jinja", "llara_tiny_spec.json", "llara_model.json", "train_metrics.json")  # fmt: skip
 KINDS = ["inbc", "d_inbc", "localization", "detection"]
 
 
 def _demos(args: tuple[str, int, int, str]) -> dict[str, object]:
-    from llara_core.sim.demos import generate_demos
+    from llara_core.sim.demonstrations import DemosConfig, generate_demos
 
     family, n, seed, out = args
-    return generate_demos([family], n, out, seed=seed, kinds=KINDS, record_hz=2.0, progress=False)
+    return generate_demos(
+        DemosConfig(out=str(out), task_family=(family,), episodes=n, seed=seed, kinds=tuple(KINDS), record_hz=2.0),
+        progress=False,
+    )
 
 
 def _scenes(args: tuple[str, int, int]) -> list:
-    from llara_core.sim.demos import scene_boxes
+    from llara_core.sim.demonstrations import scene_boxes
 
     family, n, seed = args
     return scene_boxes([family], n, seed=seed)
@@ -90,10 +93,11 @@ def main() -> int:
 
     from safetensors import safe_open
 
-    from llara_core.evaluate import evaluate, markdown_table
+    from llara_core.apps.evaluate import EvalConfig, evaluate, markdown_table
+    from llara_core.datasets.mixing import parse_mix
     from llara_core.fileio import atomic_write_bytes
-    from llara_core.model.data import parse_mix
-    from llara_core.model.pretrain_vision import has_pretrained_tower, tiny_with_pretrained_tower
+    from llara_core.model.folder import has_pretrained_tower
+    from llara_core.model.pretrain_vision import tiny_with_pretrained_tower
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.tiny import dataset_texts
     from llara_core.model.train import TrainConfig, bf16_is_fast, train
@@ -172,8 +176,8 @@ def main() -> int:
         if kind not in mix:
             continue
         d_inbc = kind == "d_inbc"
-        res = evaluate(policy, list(FAMILIES), seeds, work / f"eval_{mode}",
-                       d_inbc=d_inbc, title=f"llara-tiny-sim, {mode}, held-out seeds", workers=a.workers)  # fmt: skip
+        cfg = EvalConfig(task_family=tuple(FAMILIES), episodes=len(seeds), d_inbc=d_inbc, workers=a.workers)
+        res = evaluate(policy, cfg, work / f"eval_{mode}", title=f"llara-tiny-sim, {mode}, held-out seeds")
         results[mode] = res["summary"]
         print(markdown_table(res["summary"], mode), flush=True)
     t_eval = time.perf_counter() - t2

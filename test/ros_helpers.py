@@ -17,11 +17,11 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from llara_core.sim.arm import ARM_JOINTS, HOME_Q
 from llara_core.sim.env import TabletopEnv
-from llara_core.sim.robot import ARM_JOINTS, HOME_Q
 from llara_core.sim.tasks import make_task
 from llara_ros.conversions import model_to_camera_info, numpy_to_image
-from llara_ros.driver import LoopDriver
+from llara_ros.loop_client import LoopClient
 from llara_ros.topics import COMMAND, SENSOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +60,11 @@ def stop_nodes(*procs: subprocess.Popen) -> None:
 
 
 class Robot:
-    """This test's side of the wires: a fake camera and joint states, a spy on every command, the driver."""
+    """This test's side of the wires: a fake camera and joint states, a spy on every command, the loop client."""
 
     def __init__(self, family: str = "l1_placement", seed: int = 3) -> None:
         self.node = rclpy.create_node("fake_robot")
-        self.driver = LoopDriver(self.node)
+        self.client = LoopClient(self.node)
         self.commands: list[object] = []
         n = self.node
         n.create_subscription(JointTrajectory, "/joint_trajectory_controller/joint_trajectory",
@@ -110,7 +110,7 @@ def wait_ready(robot: Robot, timeout: float = 30.0) -> None:
     """Wait until the action node is active (it refuses an empty text then for the text, not for its state)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        done = robot.driver.send("", timeout=1.0)
+        done = robot.client.send("", timeout=1.0)
         if done is not None and not done.reason.startswith("action node is "):
             assert not done.ok
             return

@@ -17,9 +17,9 @@ def free_port() -> int:
 
 def start_server(port: int, *extra: str, log: Path) -> subprocess.Popen:
     """``llara serve`` on 127.0.0.1:port (the shipped demo model unless --model is in ``extra``), once healthy."""
-    from llara_core.remote import RemoteError, wait_until_healthy
+    from llara_core.serving.client import RemoteError, wait_until_healthy
 
-    cmd = [sys.executable, "-m", "llara_core.cli", "serve", "--port", str(port), *extra]
+    cmd = [sys.executable, "-m", "llara_core.apps.cli", "serve", "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/v1", 60, alive=lambda: proc.poll() is None)

@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter
 from ros_helpers import Robot, params_file, start_node, stop_nodes
 from std_msgs.msg import Bool, String
 
-from llara_core.actions import ActionStep, render_step
+from llara_core.language.actions import ActionStep, render_step
 
 pytestmark = pytest.mark.ros
 CAMERA_POSE = [1.0, 0.0, 0.7, -0.668266, -0.668266, 0.231129, 0.231129]
@@ -103,7 +103,7 @@ def test_every_action_text_gets_exactly_one_step_done_in_every_state(robot, tmp_
     params = params_file(tmp_path, "gate", autostart=False, require_approval=True, approval_timeout_s=1.5,
                          max_image_age_s=5.0, joint_trajectory={"arrival_timeout_s": 60.0})  # fmt: skip
     proc = start_node("action_node", params, tmp_path / "action.log")
-    d = robot.driver
+    d = robot.client
     sent: list[str] = []
 
     def send(k: int, timeout: float = 15.0):

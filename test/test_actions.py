@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llara_core.actions import ActionStep, parse_actions, render_actions, render_step
+from llara_core.language.actions import ActionStep, parse_actions, render_actions, render_step
 
 RELEASED = (
     "Step 1: Pick up the <p>red block</p> at <b>(0.301,  0.727)</b>, rotate <r>[0]</r> degrees, "
@@ -142,7 +142,7 @@ def test_any_prefix_of_valid_output_never_yields_a_wrong_step(seq, data):
 
 
 def test_a_rounded_step_is_what_survives_a_render_parse_round_trip():
-    from llara_core.actions import ActionStep, parse_actions, render_step
+    from llara_core.language.actions import ActionStep, parse_actions, render_step
 
     step = ActionStep((0.12345, 0.98765), (0.5004999, 0.0), -12.3456, "sweep", "red block", 2)
     back = parse_actions(render_step(step, 2)).steps[0]

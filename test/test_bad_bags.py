@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from llara_core.bags import BagOptions, BagTopics, write_episode_bag
-from llara_core.conversations import read_dataset
-from llara_core.synthetic import make_episode
+from llara_core.datasets.bags import BagOptions, BagTopics, write_episode_bag
+from llara_core.datasets.reader import read_dataset
+from llara_core.sim.synthetic import make_episode
 
-LLARA = [sys.executable, "-m", "llara_core.cli"]
+LLARA = [sys.executable, "-m", "llara_core.apps.cli"]
 
 
 def _truncate(bag: Path, keep_metadata: bool) -> Path:
@@ -158,9 +158,9 @@ def test_the_report_and_manifest_are_written_when_every_bag_fails(bags, tmp_path
 
 
 def test_refusals_say_what_to_set(tmp_path):
-    from llara_core.bags import read_episode_bag
-    from llara_core.bags.options import BagError
-    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.bags import read_episode_bag
+    from llara_core.datasets.bags.options import BagError
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
 
     ep = make_episode(5, n_steps=1)
     bag = write_episode_bag(ep, tmp_path / "panda", options=BagOptions(base_frame="panda_link0"))
@@ -194,10 +194,10 @@ def test_refusals_say_what_to_set(tmp_path):
 
 
 def test_the_end_effector_is_a_setting_of_conversion_and_policy(tmp_path):
-    from llara_core.conversations import common_style, dataset_style
-    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.reader import common_style, dataset_style
+    from llara_core.language.prompts import PromptStyle, inbc_prompt
     from llara_core.model.runtime import VLMPolicy
-    from llara_core.prompts import PromptStyle, inbc_prompt
 
     assert "where the suction cup picks up" in inbc_prompt("x", request_index=0)  # LLaRA's wording by default
     bag = write_episode_bag(make_episode(7, n_steps=1), tmp_path / "ep")

@@ -15,8 +15,9 @@ import sys
 
 import numpy as np
 import pytest
+from sim_helpers import expert_episode
 
-from llara_core.bags import (
+from llara_core.datasets.bags import (
     BOXES_SIDECAR,
     BagError,
     BagOptions,
@@ -29,13 +30,10 @@ from llara_core.bags import (
     write_episode_bag,
     write_sidecar,
 )
-from llara_core.conversations import read_dataset
-from llara_core.convert import ConversionConfig, convert_bags
+from llara_core.datasets.convert import ConversionConfig, convert_bags
+from llara_core.datasets.reader import read_dataset
 from llara_core.geometry import invert_transform, look_at
-from llara_core.sim.env import TabletopEnv
-from llara_core.sim.expert import run_expert
-from llara_core.sim.robot import urdf_path
-from llara_core.sim.tasks import make_task
+from llara_core.sim.arm import urdf_path
 
 pytestmark = pytest.mark.sim  # MuJoCo scenes: seconds per test (left out of mutation runs)
 
@@ -47,14 +45,7 @@ FK_OPTIONS = dict(
 @pytest.fixture(scope="module")
 def episodes():
     """Two expert demonstrations (1 and 2 steps) with boxes and joint states."""
-    out = []
-    for family, seed in (("l1_placement", 11), ("multi_step", 12)):
-        task = make_task(family, seed)
-        with TabletopEnv(task.scene, width=160, height=120) as env:
-            res = run_expert(task, env)
-        assert res.success, res.reason
-        out.append(res.episode)
-    return out
+    return [expert_episode("l1_placement", 11), expert_episode("multi_step", 12)]
 
 
 def _same_actions(a, b, tol=0.01):
@@ -213,7 +204,7 @@ def test_config_file_flags_and_workers(episodes, tmp_path):
         f"  urdf: {urdf_path()}\n  gripper_joint: finger_left_joint\n  gripper_threshold: 0.026\n"
         "  gripper_hysteresis: 0.004\n  topics: {gripper: /not_recorded}\n"
     )
-    base = [sys.executable, "-m", "llara_core.cli", "convert-bags", *map(str, bags), "--config", str(cfg)]
+    base = [sys.executable, "-m", "llara_core.apps.cli", "convert-bags", *map(str, bags), "--config", str(cfg)]
     r = subprocess.run([*base, "--out", str(tmp_path / "w2")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r1 = subprocess.run([*base, "--out", str(tmp_path / "w1"), "--workers", "1", "--kinds", "inbc"],
@@ -234,11 +225,11 @@ def test_bags_without_ros_bag_record_naming_convert_by_topic_flags(episodes, tmp
     out = tmp_path / "ds"
     flags = ["--bag.topics.image", "/cam/rgb", "--bag.topics.camera-info", "/cam/info",
              "--bag.topics.ee-pose", "/robot/tcp", "--bag.topics.gripper", "/robot/grip"]  # fmt: skip
-    r = subprocess.run([sys.executable, "-m", "llara_core.cli", "convert-bags", str(bag), "--out", str(out), *flags],
+    r = subprocess.run([sys.executable, "-m", "llara_core.apps.cli", "convert-bags", str(bag), "--out", str(out), *flags],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 0, r.stderr
     shutil.rmtree(out)
-    r = subprocess.run([sys.executable, "-m", "llara_core.cli", "convert-bags", str(bag), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "llara_core.apps.cli", "convert-bags", str(bag), "--out", str(out)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "missing topic image (/camera/color/image_raw)" in r.stderr and "/cam/rgb" in r.stderr
 

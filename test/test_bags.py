@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from llara_core.bags import BagError, BagOptions, BagTopics, read_episode_bag, write_episode_bag
-from llara_core.conversations import read_dataset, write_dataset
-from llara_core.synthetic import make_episode
+from llara_core.datasets.bags import BagError, BagOptions, BagTopics, read_episode_bag, write_episode_bag
+from llara_core.datasets.reader import read_dataset
+from llara_core.datasets.writer import write_dataset
+from llara_core.sim.synthetic import make_episode
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -61,7 +62,7 @@ def test_convert_skips_bad_bags_reports_them_and_resumes(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "llara_core.cli",
+        "llara_core.apps.cli",
         "convert-bags",
         *map(str, [*good, broken, nograsp]),
         "--out",

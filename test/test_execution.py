@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from llara_core.actions import ActionStep
 from llara_core.geometry import base_to_normalized
+from llara_core.language.actions import ActionStep
 from llara_core.planning import ExecutionSettings, object_outline, plan_step
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.tasks import make_task

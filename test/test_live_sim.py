@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim_helpers import expert_episode
 
-from llara_core.actions import render_step
+from llara_core.language.actions import render_step
 from llara_core.planning import Gripper, plan_action
-from llara_core.sim.env import TabletopEnv
-from llara_core.sim.expert import run_expert
+from llara_core.sim.arm import ARM_JOINTS, HOME_Q, ArmKinematics
 from llara_core.sim.live import LiveSim, SimConfig
-from llara_core.sim.robot import ARM_JOINTS, HOME_Q, ArmKinematics
 from llara_core.sim.tasks import make_task
 
 
@@ -37,8 +36,7 @@ def test_trajectories_play_by_joint_name_and_bad_ones_are_rejected():
 
 def test_an_episode_ends_with_one_success_event_or_a_timeout():
     task = make_task("l1_placement", 5)
-    with TabletopEnv(task.scene) as env:
-        step = run_expert(task, env).episode.action_steps()[0]
+    step = expert_episode("l1_placement", 5, 224, 224).action_steps()[0]
     sim = LiveSim(SimConfig(family="l1_placement", seed=5, episode_timeout_s=100))
     events = sim.advance(0.0)
     assert [e["event"] for e in events] == ["start"] and events[0]["instruction"] == task.instruction

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from llara_core.actions import ActionStep
-from llara_core.episodes import ObjectBox
-from llara_core.prompts import (
+from llara_core.language.actions import ActionStep
+from llara_core.language.objects import ObjectBox
+from llara_core.language.prompts import (
     LLARA_ACTION_REQUESTS,
     VICUNA_V1_SYSTEM,
     LlaraPrompt,
@@ -101,10 +101,10 @@ def test_other_texts_are_not_llara_prompts():
 
 
 def test_a_dataset_converted_in_the_llara_profile_holds_llaras_prompts(tmp_path):
-    from llara_core.bags import write_episode_bag
-    from llara_core.conversations import dataset_style, read_dataset
-    from llara_core.convert import ConversionConfig, convert_bags
-    from llara_core.synthetic import make_episode
+    from llara_core.datasets.bags import write_episode_bag
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.reader import dataset_style, read_dataset
+    from llara_core.sim.synthetic import make_episode
 
     bag = write_episode_bag(make_episode(3, n_steps=2), tmp_path / "ep")
     convert_bags([bag], tmp_path / "ds", ConversionConfig(kinds=("inbc", "d_inbc"), prompt_profile="llara"),
@@ -140,16 +140,17 @@ def test_llaras_released_datasets_are_read_as_they_are_and_train_with_converted_
     import subprocess
     import sys
 
-    from llara_core.bags import write_episode_bag
-    from llara_core.conversations import DatasetError, read_dataset
-    from llara_core.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.bags import write_episode_bag
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.reader import read_dataset
+    from llara_core.datasets.records import DatasetError
     from llara_core.model.tiny import TinySpec, build_tiny_model
     from llara_core.model.train import TrainConfig, train
-    from llara_core.synthetic import make_episode
+    from llara_core.sim.synthetic import make_episode
 
     data, images = _released_dataset(tmp_path)
     before = data.read_bytes()
-    res = subprocess.run([sys.executable, "-m", "llara_core.cli", "validate-dataset", str(data), "--image-root",
+    res = subprocess.run([sys.executable, "-m", "llara_core.apps.cli", "validate-dataset", str(data), "--image-root",
                           str(images)], capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0 and "4 valid records" in res.stdout and "d_inbc" in res.stdout, res.stdout + res.stderr
     recs = read_dataset(data, image_root=images)

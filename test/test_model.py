@@ -12,31 +12,35 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sim_helpers import expert_episode
 from transformers import AutoTokenizer
 
-from llara_core.actions import ActionStep, parse_actions, render_step
-from llara_core.conversations import read_dataset
-from llara_core.evaluate import evaluate, run_episode
-from llara_core.model.data import IGNORE_INDEX, encode_example, mix_records, split_by_episode
+from llara_core.apps.evaluate import EvalConfig, evaluate, run_episode
+from llara_core.datasets.mixing import mix_records, split_by_episode
+from llara_core.datasets.reader import read_dataset
+from llara_core.language.actions import ActionStep, parse_actions, render_step
+from llara_core.model.data import IGNORE_INDEX, encode_example
 from llara_core.model.decoding import FormatDraft
-from llara_core.model.runtime import PolicyOutput, VLMPolicy
+from llara_core.model.policy import PolicyOutput
+from llara_core.model.runtime import VLMPolicy
 from llara_core.model.tiny import TinySpec, build_tiny_model
 from llara_core.model.train import TrainConfig, train
 from llara_core.resources import demo_model_path
-from llara_core.sim.demos import generate_demos
+from llara_core.sim.demonstrations import DemosConfig, generate_demos
 from llara_core.sim.env import TabletopEnv
-from llara_core.sim.expert import run_expert
 from llara_core.sim.tasks import make_task
 
 SMALL = TinySpec(image_size=64, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=128, text_layers=2,
                  vocab_size=512)  # fmt: skip
-LLARA = [sys.executable, "-m", "llara_core.cli"]
+LLARA = [sys.executable, "-m", "llara_core.apps.cli"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")
-    report = generate_demos(["l1_placement", "multi_step"], 1, out, seed=5, progress=False)
+    report = generate_demos(
+        DemosConfig(out=str(out), task_family=("l1_placement", "multi_step"), episodes=1, seed=5), False
+    )
     assert not report["failed"]
     return out
 
@@ -323,9 +327,7 @@ class OraclePolicy:
     """Answers with the expert's next step (from a demonstration of the same seed): the loop's upper bound."""
 
     def __init__(self, family: str, seed: int) -> None:
-        task = make_task(family, seed)
-        with TabletopEnv(task.scene) as env:
-            self.steps = run_expert(task, env).episode.action_steps()
+        self.steps = expert_episode(family, seed, 224, 224).action_steps()
 
     def act(self, image, instruction, objects=None, history=()):
         step = self.steps[min(len(history), len(self.steps) - 1)]
@@ -346,7 +348,9 @@ def test_closed_loop_executes_first_steps_and_requeries(tmp_path):
 
 
 def test_unparseable_answers_fail_and_never_move_the_arm(tmp_path):
-    res = evaluate(GarbagePolicy(), ["l1_placement"], [4], out=tmp_path, progress=False)
+    res = evaluate(
+        GarbagePolicy(), EvalConfig(task_family=("l1_placement",), episodes=1, first_seed=4), tmp_path, progress=False
+    )
     row = res["episodes"][0]
     assert not row["success"] and row["steps"] == 0 and row["reason"].startswith("unparseable")
     assert (tmp_path / "eval.png").stat().st_size > 1000 and "0/1" in (tmp_path / "eval.md").read_text()
@@ -358,14 +362,15 @@ def test_parallel_evaluation_gives_the_rows_of_a_sequential_one():
     import functools
 
     factory = functools.partial(VLMPolicy.from_pretrained, demo_model_path())
-    seq = evaluate(factory(), ["l1_placement", "multi_step"], range(3), progress=False)
-    par = evaluate(factory, ["l1_placement", "multi_step"], range(3), progress=False, workers=2)
+    two = EvalConfig(task_family=("l1_placement", "multi_step"), episodes=3)
+    seq = evaluate(factory(), two, progress=False)
+    par = evaluate(factory, dataclasses.replace(two, workers=2), progress=False)
     strip = [{k: v for k, v in r.items() if k != "latency_s"} for r in seq["episodes"]]
     assert [{k: v for k, v in r.items() if k != "latency_s"} for r in par["episodes"]] == strip
     assert seq["summary"] == {**par["summary"], "latency_p50_s": seq["summary"]["latency_p50_s"]}
     assert sum(r["success"] for r in strip) >= 3  # a trained model, not six failures compared with six failures
     with pytest.raises(ValueError, match="factory"):
-        evaluate(factory(), ["l1_placement"], [0], workers=2)
+        evaluate(factory(), EvalConfig(task_family=("l1_placement",), episodes=1, workers=2))
 
 
 def test_eval_cli_runs_a_model_in_the_sim(tiny, tmp_path):
@@ -378,9 +383,9 @@ def test_eval_cli_runs_a_model_in_the_sim(tiny, tmp_path):
 
 def test_a_dataset_converted_from_bags_trains_unchanged(tiny, tmp_path):
     """sim -> rosbag2 -> convert_bags -> llara train: the converter's output is a training set as it is."""
-    from llara_core.convert import convert_bags
+    from llara_core.datasets.convert import convert_bags
 
-    generate_demos(["l1_placement"], 1, tmp_path / "sim", seed=7, bags=tmp_path / "bags", progress=False)
+    generate_demos(DemosConfig(out=str(tmp_path / "sim"), episodes=1, seed=7, bags=str(tmp_path / "bags")), False)
     report = convert_bags(sorted((tmp_path / "bags").iterdir()), tmp_path / "conv", progress=False)
     assert report["skipped"] == [] and report["samples"]["inbc"] == 1
     m = train([tmp_path / "conv"], tiny, tmp_path / "m", TrainConfig(max_steps=2, batch_size=2, val_fraction=0.0,
@@ -394,17 +399,17 @@ def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp
 
     import torch
 
-    from llara_core.model.pretrain_vision import pretrain_vision_tower
-    from llara_core.sim.demos import scene_boxes
+    from llara_core.model.pretrain_vision import PretrainVisionConfig, pretrain_vision_tower
+    from llara_core.sim.demonstrations import scene_boxes
 
     model = tmp_path / "m"
     shutil.copytree(tiny, model)
     before = VLMPolicy.from_pretrained(model).model.state_dict()
     scenes = scene_boxes(["l1_placement"], 2, seed=300)  # rendered layouts, no expert
     assert len(scenes) == 2 and scenes[0][0].shape == (224, 224, 3) and all(0 < b[1] < 1 for b in scenes[0][1])
-    m = pretrain_vision_tower(model, [dataset], steps=20, batch_size=4, lr=3e-3, progress=False, extra_samples=scenes)
+    m = pretrain_vision_tower(model, [dataset], PretrainVisionConfig(steps=20, batch_size=4, lr=3e-3), scenes, False)
     assert m["steps"] == 20  # the one-cycle schedule's warm-up no longer divides by zero here
-    m = pretrain_vision_tower(model, [dataset], steps=60, batch_size=4, lr=3e-3, progress=False, extra_samples=scenes)
+    m = pretrain_vision_tower(model, [dataset], PretrainVisionConfig(steps=60, batch_size=4, lr=3e-3), scenes, False)
     after = VLMPolicy.from_pretrained(model).model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("vision_tower" in k for k in changed)
@@ -412,9 +417,9 @@ def test_vision_pretraining_changes_only_the_tower_and_learns(tiny, dataset, tmp
     assert m["held_out_images"] == 1  # fewer than 20 images: one is still held out, never scored on training images
     assert set(m["digit_accuracy"]) == {"x1", "x2", "x3", "y1", "y2", "y3", "w1", "w2", "h1", "h2"}
     empty = tmp_path / "inbc_only"
-    generate_demos(["l1_placement"], 1, empty, seed=9, kinds=["inbc"], progress=False)
+    generate_demos(DemosConfig(out=str(empty), episodes=1, seed=9, kinds=("inbc",)), False)
     with pytest.raises(ValueError, match="0 images with object boxes"):
-        pretrain_vision_tower(model, [empty], steps=20)
+        pretrain_vision_tower(model, [empty], PretrainVisionConfig(steps=20), progress=False)
 
 
 def test_a_finished_tower_is_reused_not_retrained(dataset, tmp_path):

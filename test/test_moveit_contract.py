@@ -21,7 +21,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
-from llara_core.actions import ActionStep, render_step
+from llara_core.language.actions import ActionStep, render_step
 
 pytestmark = pytest.mark.ros
 CALLS: list[tuple] = []
@@ -154,10 +154,10 @@ def test_a_step_makes_exactly_the_moveit_calls_a_real_run_needs(moveit_node, api
              ("get_planning_component", "gripper"), ("PlanRequestParameters", "pilz_lin")]  # fmt: skip
     assert CALLS == setup
     for refused in ("no action here", render_step(ActionStep((0.45, 0.02), (0.5, 0.6)), 1)):
-        done = robot.driver.send(refused, timeout=10)
+        done = robot.client.send(refused, timeout=10)
         assert done is not None and not done.ok
     assert CALLS == setup  # a refusal makes no MoveIt call at all
-    done = robot.driver.send(render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1), timeout=30)
+    done = robot.client.send(render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1), timeout=30)
     assert done is not None and done.ok, done
     steps = [c for c in CALLS[len(setup) :] if c[0] != "execute"]
     assert steps == EXPECTED_STEP

@@ -131,7 +131,7 @@ def _imported_modules(*packages: str) -> set[str]:
 
 def test_package_xml_declares_exactly_what_the_code_imports():
     """exec_depend = the rosdep keys of every import (and of the message types recorded by name); no extra key."""
-    from llara_core.recording import CONTRACT_TYPES
+    from llara_core.datasets.recording import CONTRACT_TYPES
 
     root = ET.parse(ROOT / "package.xml").getroot()
     assert root.get("format") == "3" and root.findtext("name") == "llara_ros"
@@ -202,7 +202,7 @@ def test_llara_core_imports_no_rclpy():
 
 
 def test_cli_parse_and_help():
-    llara = [sys.executable, "-m", "llara_core.cli"]
+    llara = [sys.executable, "-m", "llara_core.apps.cli"]
     ok = subprocess.run(
         [*llara, "parse", "Pick up the object at <b>(0.1, 0.2)</b>, and drop it at <b>(0.3, 0.4)</b>."],
         capture_output=True,
@@ -222,7 +222,7 @@ def test_cli_parse_and_help():
 @pytest.mark.timeout(120)
 def test_library_demo_runs_every_offline_stage(tmp_path):
     res = subprocess.run(
-        [sys.executable, "-m", "llara_core.cli", "demo", "--episodes", "1", "--out", str(tmp_path)],
+        [sys.executable, "-m", "llara_core.apps.cli", "demo", "--episodes", "1", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
     )
@@ -234,7 +234,7 @@ def test_library_demo_runs_every_offline_stage(tmp_path):
     assert "7. the shipped model" in res.stdout and (tmp_path / "eval" / "eval.json").is_file()
     assert (tmp_path / "prediction.png").stat().st_size > 1000
     v = subprocess.run(
-        [sys.executable, "-m", "llara_core.cli", "validate-dataset", str(tmp_path / "dataset")],
+        [sys.executable, "-m", "llara_core.apps.cli", "validate-dataset", str(tmp_path / "dataset")],
         capture_output=True,
         text=True,
     )
@@ -246,7 +246,7 @@ def test_convert_bags_rejects_unknown_task_kind_before_touching_anything(tmp_pat
         [
             sys.executable,
             "-m",
-            "llara_core.cli",
+            "llara_core.apps.cli",
             "convert-bags",
             "x",
             "--out",

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llara_core.actions import ActionStep, parse_actions, render_step
 from llara_core.config import load_ros_params
 from llara_core.geometry import CameraModel, DegenerateCameraError, UndistortionError, base_to_normalized
+from llara_core.language.actions import ActionStep, parse_actions, render_step
 from llara_core.planning import (
     ActionPlan,
     ExecutionSettings,
@@ -42,7 +42,7 @@ from llara_core.planning import (
     topdown_pose,
 )
 from llara_core.planning.planner import NODE_ONLY_KEYS
-from llara_core.sim.robot import ArmKinematics
+from llara_core.sim.arm import ArmKinematics
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_CFG = load_ros_params(RobotConfig, ROOT / "config" / "sim_demo.yaml", "action_node", ignore=NODE_ONLY_KEYS)
@@ -330,7 +330,7 @@ def test_llara_plan_handles_20000_jsonl_lines(tmp_path):
     params["action_node"]["ros__parameters"]["camera_info_file"] = str(ROOT / "config" / "sim_camera_info.yaml")
     cfg = tmp_path / "strict.yaml"
     cfg.write_text(yaml.safe_dump(params))
-    cmd = [sys.executable, "-m", "llara_core.cli", "plan", "--config", str(cfg), "--jsonl", str(f), "--no-ik"]
+    cmd = [sys.executable, "-m", "llara_core.apps.cli", "plan", "--config", str(cfg), "--jsonl", str(f), "--no-ik"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr[-2000:]
     lines = [json.loads(x) for x in r.stdout.splitlines()]

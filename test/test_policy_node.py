@@ -19,9 +19,9 @@ from ros_helpers import Robot, params_file, start_node, stop_nodes
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from llara_core.actions import parse_actions
-from llara_core.conversations import read_dataset
-from llara_core.loop import PolicyLoop
+from llara_core.apps.loop import PolicyLoop
+from llara_core.datasets.reader import read_dataset
+from llara_core.language.actions import parse_actions
 from llara_core.planning import StepDone
 from llara_ros.topics import COMMAND, LATEST, TASK
 
@@ -122,9 +122,9 @@ def test_garbage_answers_are_published_as_text_and_reported(robot, tmp_path):
     from test_model import SMALL
 
     from llara_core.model.tiny import build_tiny_model
-    from llara_core.sim.demos import generate_demos
+    from llara_core.sim.demonstrations import DemosConfig, generate_demos
 
-    generate_demos(["l1_placement"], 1, tmp_path / "ds", seed=5, kinds=["inbc"], progress=False)
+    generate_demos(DemosConfig(out=str(tmp_path / "ds"), episodes=1, seed=5, kinds=("inbc",)), False)
     texts = [t["value"] for r in read_dataset(tmp_path / "ds") for t in r["conversations"]]
     model = build_tiny_model(tmp_path / "random", texts, SMALL)
     w = Watch(robot)
@@ -200,7 +200,7 @@ def test_the_closed_loop_over_dds_records_converts_and_acts_on_a_private_graph(t
                              text=True, env=os.environ.copy())  # fmt: skip
     try:
         assert probe.stdout is not None and probe.stdout.readline().strip() == "alive"
-        r = subprocess.run([sys.executable, "-m", "llara_ros.demo", "--episodes", "2", "--out", str(tmp_path / "demo"),
+        r = subprocess.run([sys.executable, "-m", "llara_ros.dds_demo", "--episodes", "2", "--out", str(tmp_path / "demo"),
                             "--real-time-factor", "3"], capture_output=True, text=True, timeout=600)  # fmt: skip
     finally:
         probe.send_signal(signal.SIGINT)
@@ -219,7 +219,7 @@ def test_the_closed_loop_over_dds_records_converts_and_acts_on_a_private_graph(t
 
     # the data loop: the bags hold the simulator's object boxes (as vision_msgs detections, also in a venv), so the
     # shipped conversion config gives object names, D-inBC and the box-based auxiliary tasks; then finetune + act
-    from llara_core.conversations import read_dataset
+    from llara_core.datasets.reader import read_dataset
 
     records = read_dataset(tmp_path / "demo" / "dataset")
     kinds = {r["task"] for r in records}
@@ -229,7 +229,7 @@ def test_the_closed_loop_over_dds_records_converts_and_acts_on_a_private_graph(t
         name = answer.split("<p>")[1].split("</p>")[0]  # the object under the pick point, from the detections
         assert name in prompt, (name, prompt)
     ft = tmp_path / "ft"
-    cli = [sys.executable, "-m", "llara_core.cli"]
+    cli = [sys.executable, "-m", "llara_core.apps.cli"]
     r = subprocess.run([*cli, "finetune", str(Path(__file__).resolve().parents[1] / "models" / "llara-tiny-sim"), str(tmp_path / "demo" / "dataset"),
                         "--out", str(ft), "--max-steps", "2", "--batch-size", "2", "--no-progress"],
                        capture_output=True, text=True, timeout=600)  # fmt: skip

@@ -21,14 +21,12 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, JointState
+from sim_helpers import expert_episode
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 
-from llara_core.bags import BagOptions, quaternion_pose, read_episode_bag, read_sidecar
-from llara_core.convert import ConversionConfig, convert_bags, inspect_bag
-from llara_core.sim.env import TabletopEnv
-from llara_core.sim.expert import run_expert
-from llara_core.sim.tasks import make_task
+from llara_core.datasets.bags import BagOptions, quaternion_pose, read_episode_bag, read_sidecar
+from llara_core.datasets.convert import ConversionConfig, convert_bags, inspect_bag
 from llara_ros.conversions import matrix_to_pose_msg, model_to_camera_info, numpy_to_image
 from llara_ros.topics import TASK
 
@@ -45,11 +43,7 @@ TOPICS = [
 
 @pytest.fixture(scope="module")
 def episode():
-    task = make_task("multi_step", 21)
-    with TabletopEnv(task.scene, width=160, height=120) as env:
-        res = run_expert(task, env)
-    assert res.success
-    return res.episode
+    return expert_episode("multi_step", 21)
 
 
 @pytest.fixture
@@ -199,7 +193,7 @@ def test_recorder_rejects_invalid_parameters(tmp_path):
 
 def test_shipped_configs_are_valid(tmp_path):
     """config/conversion.yaml parses into options; config/recorder.yaml starts the recorder with its services."""
-    from llara_core.convert import ConversionConfig
+    from llara_core.datasets.convert import ConversionConfig
 
     root = Path(__file__).resolve().parents[1]
     cfg = ConversionConfig.from_yaml(root / "config" / "conversion.yaml")

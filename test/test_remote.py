@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from serve_helpers import free_port, start_server
 
-from llara_core.remote import OpenAIPolicy, RemoteConfig, RemoteError, chat_messages
+from llara_core.model.policy import RemoteConfig
+from llara_core.serving.client import OpenAIPolicy, RemoteError, chat_messages
 
 KEY_ENV = "LLARA_TEST_SERVE_KEY"
 
@@ -43,7 +44,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local():
-    from llara_core.model.runtime import load_policy
+    from llara_core.model.policy import load_policy
 
     return load_policy()
 
@@ -63,7 +64,7 @@ def sim_images(n: int):
 
 
 def test_the_openai_backend_answers_token_for_token_as_the_local_model(server, local):
-    from llara_core.actions import ActionStep
+    from llara_core.language.actions import ActionStep
 
     remote = OpenAIPolicy(RemoteConfig(base_url=server, api_key_env=KEY_ENV))
     assert remote.model == "llara"  # asked from /v1/models
@@ -78,11 +79,11 @@ def test_the_openai_backend_answers_token_for_token_as_the_local_model(server, l
 
 
 def test_llara_eval_with_the_openai_backend_matches_the_local_results(server, tmp_path):
-    from llara_core.evaluate import evaluate
-    from llara_core.model.runtime import load_policy
+    from llara_core.apps.evaluate import EvalConfig, evaluate
+    from llara_core.model.policy import load_policy
 
-    local = evaluate(load_policy, ["l1_placement"], [0, 1, 2], None)
-    cmd = [sys.executable, "-m", "llara_core.cli", "eval", "--backend", "openai", "--base-url", server,
+    local = evaluate(load_policy, EvalConfig(task_family=("l1_placement",), episodes=3))
+    cmd = [sys.executable, "-m", "llara_core.apps.cli", "eval", "--backend", "openai", "--base-url", server,
            "--api-key-env", KEY_ENV, "--task-family", "l1_placement", "--episodes", "3", "--out",
            str(tmp_path / "eval")]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

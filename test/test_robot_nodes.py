@@ -20,10 +20,10 @@ from ros_helpers import params_file, start_node, stop_nodes, wait_ready
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
-from llara_core.actions import ActionStep, render_step
+from llara_core.language.actions import ActionStep, render_step
 from llara_core.planning import StepDone
+from llara_core.sim.arm import HOME_Q
 from llara_core.sim.expert import expert_answers
-from llara_core.sim.robot import HOME_Q
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_every_refusal_commands_nothing(robot, tmp_path):
     try:
         robot.send_info = False
         wait_ready(robot)
-        assert "camera_info" in robot.driver.send(GOOD).reason
+        assert "camera_info" in robot.client.send(GOOD).reason
         robot.send_info = True
         time.sleep(0.5)
         cases = {
@@ -48,28 +48,28 @@ def test_every_refusal_commands_nothing(robot, tmp_path):
             "unreachable": (render_step(ActionStep((0.5, 0.996), (0.55, 0.6)), 1), "not reachable"),
         }
         for name, (text, why) in cases.items():
-            done = robot.driver.send(text, timeout=20)
+            done = robot.client.send(text, timeout=20)
             assert done is not None and not done.ok and why in done.reason, (name, done)
         robot.send_camera = False
         time.sleep(2.5)
-        assert "stale image" in robot.driver.send(GOOD).reason
+        assert "stale image" in robot.client.send(GOOD).reason
         assert robot.commands == []  # not one trajectory or gripper command on any refusal path
         robot.send_camera = True
         time.sleep(0.5)
         # a valid step starts (the fake arm never moves, so it keeps executing) ...
-        robot.driver.action_pub.publish(String(data=GOOD))
-        assert robot.driver.wait_for(lambda: robot.commands, 20), "the valid step commanded nothing"
-        busy = robot.driver.send(GOOD, timeout=10)
+        robot.client.action_pub.publish(String(data=GOOD))
+        assert robot.client.wait_for(lambda: robot.commands, 20), "the valid step commanded nothing"
+        busy = robot.client.send(GOOD, timeout=10)
         assert busy is not None and "busy" in busy.reason
         n = len(robot.commands)
-        robot.driver.estop_pub.publish(Bool(data=True))
-        stopped = robot.driver.wait_for(lambda: next((d for d in robot.driver.done if "estop" in d.reason), None), 10)
+        robot.client.estop_pub.publish(Bool(data=True))
+        stopped = robot.client.wait_for(lambda: next((d for d in robot.client.done if "estop" in d.reason), None), 10)
         assert stopped is not None and not stopped.ok
-        hold = robot.driver.wait_for(lambda: robot.commands[n:], 5)
+        hold = robot.client.wait_for(lambda: robot.commands[n:], 5)
         assert hold and isinstance(hold[-1], JointTrajectory) and len(hold[-1].points) == 1  # hold where it is
         assert np.allclose(hold[-1].points[0].positions, HOME_Q, atol=1e-6)
         m = len(robot.commands)
-        assert "estop is active" in robot.driver.send(GOOD).reason
+        assert "estop is active" in robot.client.send(GOOD).reason
         time.sleep(0.3)
         assert len(robot.commands) == m
     finally:
@@ -83,18 +83,18 @@ def test_a_restarted_node_leaves_the_arm_still_and_approval_gates_every_plan(rob
         wait_ready(robot)
         time.sleep(1.0)
         assert robot.commands == []  # started mid-episode: nothing moves by itself
-        robot.driver.action_pub.publish(String(data=GOOD))
+        robot.client.action_pub.publish(String(data=GOOD))
         time.sleep(1.0)
-        assert robot.commands == [] and not [d for d in robot.driver.done if d.step == GOOD]  # waiting for approval
+        assert robot.commands == [] and not [d for d in robot.client.done if d.step == GOOD]  # waiting for approval
         assert robot.call("/action_node/reject").success
-        assert robot.driver.wait_for(lambda: [d for d in robot.driver.done if "rejected" in d.reason], 5)
-        timed = robot.driver.send(GOOD, timeout=10)
+        assert robot.client.wait_for(lambda: [d for d in robot.client.done if "rejected" in d.reason], 5)
+        timed = robot.client.send(GOOD, timeout=10)
         assert timed is not None and "timed out" in timed.reason and robot.commands == []
-        robot.driver.action_pub.publish(String(data=GOOD))
+        robot.client.action_pub.publish(String(data=GOOD))
         time.sleep(0.5)
         res = robot.call("/action_node/approve")
         assert res.success, res.message
-        assert robot.driver.wait_for(lambda: robot.commands, 10)
+        assert robot.client.wait_for(lambda: robot.commands, 10)
     finally:
         stop_nodes(proc)
 
@@ -103,8 +103,9 @@ def test_an_inactive_node_commands_nothing_and_says_so(robot, tmp_path):
     """An unconfigured node refuses with a step_done naming its state (the loop never waits for it) and moves nothing."""
     proc = start_node("action_node", params_file(tmp_path, "manual", autostart=False), tmp_path / "action.log")
     try:
-        time.sleep(4.0)
-        done = robot.driver.send(GOOD, timeout=10)
+        # alive first: the node's action_text subscription is discovered (a silent node fails here, not below)
+        assert robot.client.wait_for(lambda: robot.client.action_pub.get_subscription_count() > 0, 30)
+        done = robot.client.send(GOOD, timeout=10)
         assert done is not None and not done.ok and "unconfigured" in done.reason, done
         time.sleep(0.5)
         assert robot.commands == []
@@ -133,16 +134,16 @@ def test_the_expert_steps_over_dds_solve_the_task(robot, tmp_path):
     act = start_node("action_node", tmp_path / "act.yaml", tmp_path / "act.log")
     robot.send_camera = robot.send_info = robot.send_joints = False  # the simulator publishes the robot now
     try:
-        first = robot.driver.wait_for(lambda: next((e for e in robot.driver.events if e["event"] == "start"), None), 60)
+        first = robot.client.wait_for(lambda: next((e for e in robot.client.events if e["event"] == "start"), None), 60)
         assert first is not None and first["seed"] == 0
         results = []
         for seed in (0, 1):
             if seed:
-                assert robot.driver.reset()["seed"] == seed
+                assert robot.client.reset()["seed"] == seed
             time.sleep(0.5)
-            results.append(robot.driver.run_answers(expert_answers("l1_placement", seed), seed)["event"])
+            results.append(robot.client.run_answers(expert_answers("l1_placement", seed), seed)["event"])
         assert results == ["success", "success"], (results, (tmp_path / "act.log").read_text()[-2000:])
-        names = json.loads(json.dumps([e["event"] for e in robot.driver.events]))
+        names = json.loads(json.dumps([e["event"] for e in robot.client.events]))
         assert names.count("start") == 2
     finally:
         stop_nodes(act, sim)

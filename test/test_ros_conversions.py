@@ -11,7 +11,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from llara_core.geometry import DegenerateCameraError, look_at
-from llara_core.synthetic import make_episode
+from llara_core.sim.synthetic import make_episode
 from llara_ros.conversions import (
     ConversionError,
     camera_info_to_model,

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from llara_core.bags import write_episode_bag
-from llara_core.conversations import read_dataset
-from llara_core.synthetic import make_episode
+from llara_core.datasets.bags import write_episode_bag
+from llara_core.datasets.reader import read_dataset
+from llara_core.sim.synthetic import make_episode
 
-LLARA = [sys.executable, "-m", "llara_core.cli"]
+LLARA = [sys.executable, "-m", "llara_core.apps.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def _die_on_poison(job: tuple[str, str]) -> dict:
 def test_a_dead_worker_is_retried_a_bounded_number_of_times_then_reported(tmp_path):
     import ray.cloudpickle
 
-    from llara_core.convert import run_on_ray
+    from llara_core.datasets.convert import run_on_ray
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
     jobs = [("a", str(tmp_path)), ("poison", str(tmp_path)), ("b", str(tmp_path))]
@@ -109,7 +109,7 @@ def test_llara_train_runs_unchanged_under_torchrun_with_two_processes(tmp_path):
     made = subprocess.run([*LLARA, "sim-demos", "--task-family", "l1_placement", "--episodes", "2", "--seed", "10000",
                            "--out", str(ds), "--kinds", "inbc"], capture_output=True, text=True)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "llara_core.cli", "train",
+    run = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "llara_core.apps.cli", "train",
            "--data", str(ds), "--model", str(demo_model_path()), "--out", str(out), "--batch-size", "1",
            "--save-steps", "5", "--val-fraction", "0", "--lr", "1e-6", "--no-progress"]  # fmt: skip
     res = subprocess.run([*run, "--max-steps", "5"], capture_output=True, text=True, timeout=600)
@@ -151,8 +151,8 @@ def _jsonl_dataset(root: Path, n: int, episodes_of: int = 10) -> Path:
 
 
 def test_training_indexes_records_instead_of_holding_them(tmp_path):
-    from llara_core.conversations import DatasetError
-    from llara_core.model.data import kinds_of, mix_records, split_by_episode
+    from llara_core.datasets.mixing import kinds_of, mix_records, split_by_episode
+    from llara_core.datasets.records import DatasetError
     from llara_core.model.train import load_records
 
     ds = _jsonl_dataset(tmp_path / "big", 20_000)

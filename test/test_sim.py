@@ -11,12 +11,12 @@ import mujoco
 import numpy as np
 import pytest
 
-from llara_core.bags import read_episode_bag
-from llara_core.conversations import read_dataset
+from llara_core.datasets.bags import read_episode_bag
+from llara_core.datasets.reader import read_dataset
 from llara_core.geometry import base_to_normalized, yaw_of
+from llara_core.sim.arm import ARM_JOINTS, HOME_Q, ArmKinematics, IKError, topdown_pose, urdf_path
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.expert import MotionError, grasp_yaw, move_to, pick_place, run_expert
-from llara_core.sim.robot import ARM_JOINTS, HOME_Q, ArmKinematics, IKError, topdown_pose, urdf_path
 from llara_core.sim.scene import CAMERA_NAME, COLORS, GRASPABLE_SHAPES, TARGET_SHAPES, ObjectSpec, Scene
 from llara_core.sim.tasks import (
     FAMILIES,
@@ -230,7 +230,7 @@ def test_execute_rejects_bad_trajectories_without_moving():
 def test_sim_demos_cli_writes_dataset_and_bags_that_convert_back(tmp_path):
     """sim -> dataset + bags (mcap, sqlite3) -> convert_bags -> same coordinates as the sim's ground truth."""
     out, bags = tmp_path / "ds", tmp_path / "bags"
-    base = [sys.executable, "-m", "llara_core.cli"]
+    base = [sys.executable, "-m", "llara_core.apps.cli"]
     for storage, fam in (("mcap", "l1_placement,multi_step"), ("sqlite3", "l2_combinatorial")):
         cmd = [*base, "sim-demos", "--task-family", fam, "--episodes", "1", "--seed", "3", "--out", str(out)]
         r = subprocess.run([*cmd, "--bags", str(bags), "--storage", storage], capture_output=True, text=True)
@@ -250,7 +250,7 @@ def test_sim_demos_cli_writes_dataset_and_bags_that_convert_back(tmp_path):
         text=True,
     )
     assert r.returncode == 0, r.stderr
-    from llara_core.actions import parse_actions
+    from llara_core.language.actions import parse_actions
 
     truth = {r["id"]: parse_actions(r["conversations"][1]["value"]).steps[0] for r in records if r["task"] == "inbc"}
     got = {r["id"]: parse_actions(r["conversations"][1]["value"]).steps[0] for r in read_dataset(conv)}
@@ -268,7 +268,18 @@ def test_sim_render_draws_truth_and_prediction(tmp_path):
     import cv2
 
     png = tmp_path / "scene.png"
-    base = [sys.executable, "-m", "llara_core.cli", "sim-render", "--seed", "2", "--out", str(png), "--upscale", "2"]
+    base = [
+        sys.executable,
+        "-m",
+        "llara_core.apps.cli",
+        "sim-render",
+        "--seed",
+        "2",
+        "--out",
+        str(png),
+        "--upscale",
+        "2",
+    ]
     pred = (
         "Step 1: Pick up the object at <b>(0.5, 0.5)</b>, rotate <r>[0]</r> degrees, and drop it at <b>(0.2, 0.8)</b>."
     )

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from llara_core.actions import ActionStep, render_actions
+from llara_core.language.actions import ActionStep, render_actions
 
 _DIGIT = -1  # every single-digit token is one symbol in draft contexts: "0.5|3|4" and "0.6|2|7" look alike
 _NAMES = ("red block", "green cylinder", "blue bar", "yellow hexagon", "purple block", "pad", "bowl", "dice")

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from llara_core.errors import LlaraError
-from llara_core.prompts import VICUNA_V1_SYSTEM, PromptStyle
+from llara_core.language.prompts import VICUNA_V1_SYSTEM, PromptStyle
+from llara_core.model.folder import write_style
 
 # transformers' convert_llava_weights_to_hf.KEYS_TO_MODIFY_MAPPING (applied in order, each to every key).
 KEYS_TO_MODIFY_MAPPING = {
@@ -209,7 +210,7 @@ def import_llava(src: str | Path, out: str | Path, clip: str | Path | None = Non
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, safe_serialization=True)
     processor.save_pretrained(staging)
-    (staging / "llara_prompt.json").write_text(json.dumps(PromptStyle("llara").to_dict(), indent=1) + "\n")
+    write_style(staging, PromptStyle("llara"))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)  # the folder appears whole or not at all

@@ -17,13 +17,11 @@ the object the attention lands on carries the same answer.
 
 Labels are object boxes only: the detection records of LLaVA-format datasets
 (sim or converted bags), or boxes of freshly rendered sim scenes
-(:func:`llara_core.sim.demos.scene_boxes`) — no demonstration needed for them.
+(:func:`llara_core.sim.demonstrations.scene_boxes`) — no demonstration needed for them.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,37 +31,32 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llara_core.config import setting
+from llara_core.language.objects import parse_objects
+from llara_core.model.folder import has_pretrained_tower, read_vision_figures, write_vision_figures
 
 if TYPE_CHECKING:
     from llara_core.model.tiny import TinySpec
 
-OBJECT_RE = re.compile(
-    r"<p>(?P<name>[^<]+)</p> at <b>\((?P<cx>[-\d.]+),\s*(?P<cy>[-\d.]+)\),\s*\{(?P<w>[-\d.]+),\s*(?P<h>[-\d.]+)\}"
-)
 # (value index in (cx, cy, w, h), decimal place 1..3) of every digit head
 DIGITS = ((0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (3, 1), (3, 2))
 
 MIN_STEPS = 3  # OneCycleLR needs a warm-up and a decay phase of a step or more
-VISION_DONE = "vision_pretrained.json"  # the tower's figures, in the model folder, written when pretraining ends
 Box = tuple[str, float, float, float, float]  # name, cx, cy, w, h (normalized)
 BoxSample = tuple[Any, list[Box]]  # image (path or HxWx3 uint8 array), its boxes
 
 
 def box_samples(datasets: Sequence[str | Path]) -> list[BoxSample]:
     """(image path, boxes) of every detection record of the datasets."""
-    from llara_core.conversations import read_dataset
+    from llara_core.datasets.reader import read_dataset
 
     out: list[BoxSample] = []
     for d in map(Path, datasets):
         for r in read_dataset(d, check_images=False):
             if r.get("task") != "detection":
                 continue
-            objs = [
-                (m["name"], *(float(m[k]) for k in ("cx", "cy", "w", "h")))
-                for m in OBJECT_RE.finditer(r["conversations"][1]["value"])
-            ]
+            objs = [(b.name, b.cx, b.cy, b.w, b.h) for b in parse_objects(r["conversations"][1]["value"])]
             if objs:
-                out.append((d / r["image"], objs))  # type: ignore[arg-type]
+                out.append((d / r["image"], objs))
     return out
 
 
@@ -135,12 +128,9 @@ class PretrainVisionConfig:
 def pretrain_vision_tower(
     model_dir: str | Path,
     datasets: Sequence[str | Path] = (),
-    steps: int = 1500,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    seed: int = 0,
-    progress: bool = True,
+    config: PretrainVisionConfig = PretrainVisionConfig(),
     extra_samples: Sequence[BoxSample] = (),
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train the vision tower of the LLaVA in ``model_dir`` in place; returns loss and accuracy figures.
 
@@ -151,8 +141,7 @@ def pretrain_vision_tower(
     from tqdm import tqdm
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    if steps < MIN_STEPS:
-        raise ValueError(f"steps must be at least {MIN_STEPS} (the schedule warms up first), got {steps}")
+    steps, batch_size, lr, seed = config.steps, config.batch_size, config.lr, config.seed
     torch.manual_seed(seed)
     model_dir = Path(model_dir)
     samples = box_samples(datasets) + list(extra_samples)
@@ -238,11 +227,6 @@ def pretrain_vision_tower(
     }
 
 
-def has_pretrained_tower(path: str | Path) -> bool:
-    """Whether a finished :func:`tiny_with_pretrained_tower` run is at ``path`` (its figures file is written last)."""
-    return (Path(path) / VISION_DONE).is_file()
-
-
 def tiny_with_pretrained_tower(
     path: str | Path,
     datasets: Sequence[str | Path],
@@ -260,15 +244,12 @@ def tiny_with_pretrained_tower(
     a finished tower and a re-run resumes instead of starting over. Returns the
     pretraining figures.
     """
-    from llara_core.fileio import atomic_write_json
     from llara_core.model.tiny import TinySpec, build_tiny_model
 
     path = Path(path)
-    done = path / VISION_DONE
     if not has_pretrained_tower(path):
         build_tiny_model(path, corpus, spec or TinySpec(), seed=seed)
-        figures = pretrain_vision_tower(
-            path, datasets, steps=steps, seed=seed, extra_samples=extra_samples, progress=progress
-        )
-        atomic_write_json(done, figures)
-    return json.loads(done.read_text())
+        figures = pretrain_vision_tower(path, datasets, PretrainVisionConfig(steps=steps, seed=seed), extra_samples,
+                                        progress)  # fmt: skip
+        write_vision_figures(path, figures)
+    return read_vision_figures(path)

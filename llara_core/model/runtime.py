@@ -9,7 +9,7 @@ torchvision, which does not import beside torch 2.13.0). A PEFT LoRA folder
 (what ``llara train`` writes for pretrained bases) is recognized and applied
 on top of its base.
 
-Prompts come from :mod:`llara_core.prompts` (inBC, or D-inBC when object boxes
+Prompts come from :mod:`llara_core.language.prompts` (inBC, or D-inBC when object boxes
 are given), decoding is greedy, and the answer goes through the one strict
 parser: a policy never returns coordinates the parser did not accept. A single
 query decodes with :func:`~llara_core.model.decoding.speculative_greedy` (same
@@ -18,71 +18,24 @@ tokens as ``generate()``, about half the forward passes); batches use ``generate
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.actions import ActionKind, ActionStep, ParseError, parse_actions
-from llara_core.conversations import PROMPT_SETTINGS_FILE
-from llara_core.episodes import ObjectBox
+from llara_core.language.actions import ActionKind, ActionStep
+from llara_core.language.objects import ObjectBox
+from llara_core.language.prompts import PromptStyle, query_prompt
 from llara_core.model.data import prompt_text
 from llara_core.model.decoding import FormatDraft, speculative_greedy
-from llara_core.prompts import DEFAULT_END_EFFECTOR, PromptStyle, query_prompt
-from llara_core.remote import RemoteConfig
+from llara_core.model.folder import read_style, resolve_adapter
+from llara_core.model.policy import PolicyConfig, PolicyOutput
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PolicyOutput:
-    """The raw answer, what parsed, what did not, and how long image -> parsed action took."""
-
-    text: str
-    steps: list[ActionStep]
-    errors: list[ParseError] = field(default_factory=list)
-    latency_s: float = 0.0
-    prompt: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.steps) and not self.errors
-
-
-class Policy(Protocol):
-    """What the closed loop needs of a model backend (local :class:`VLMPolicy`, or a remote one).
-
-    The evaluation, ``llara predict`` and the policy node call only this, so a
-    backend plugs in without touching them. ``objects`` switches to the D-inBC
-    prompt; ``history`` holds the steps already executed (LLaRA's "You have
-    finished"). A backend never raises on a bad answer: the text is returned
-    and the parse errors are in the output.
-    """
-
-    def act(
-        self,
-        image: npt.NDArray[np.uint8],
-        instruction: str,
-        objects: Sequence[ObjectBox] | None = None,
-        history: Sequence[ActionStep] = (),
-    ) -> PolicyOutput: ...
-
-
-def trained_style(folder: Path) -> PromptStyle:
-    """The prompt style of a model's training data (``llara_prompt.json``; this project's default without one)."""
-    path = folder / PROMPT_SETTINGS_FILE
-    if not path.is_file():
-        return PromptStyle()
-    try:
-        return PromptStyle.from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a valid prompt settings file ({exc})") from exc
 
 
 def choose_style(trained: PromptStyle, profile: str | None, end_effector: str | None) -> PromptStyle:
@@ -94,20 +47,6 @@ def choose_style(trained: PromptStyle, profile: str | None, end_effector: str | 
             log.warning("%s %r differs from the %r this model was trained with: its prompts will not match its "
                         "training data", name, a, b)  # fmt: skip
     return want
-
-
-def _resolve(path: Path, adapter: str | Path | None) -> tuple[Path, Path | None]:
-    """(base model folder, adapter folder or None) for a model folder or a LoRA output folder."""
-    if adapter is not None:
-        return path, Path(adapter)
-    cfg = path / "adapter_config.json"
-    if not cfg.is_file():
-        return path, None
-    hint = path / "llara_base_model.txt"
-    base = hint.read_text().strip() if hint.is_file() else json.loads(cfg.read_text()).get("base_model_name_or_path")
-    if not base or not Path(base).is_dir():
-        raise FileNotFoundError(f"{path} is a LoRA adapter whose base model {base!r} is not a local folder")
-    return Path(base), path
 
 
 def check_device(device: str) -> None:
@@ -137,15 +76,15 @@ class VLMPolicy:
         model: Any,
         processor: Any,
         device: str = "cpu",
-        max_new_tokens: int = 96,
+        max_new_tokens: int | None = None,
         speculative: bool = True,
         style: PromptStyle | None = None,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.device = device
-        self.max_new_tokens = max_new_tokens
         self.style = style or PromptStyle()
+        self.max_new_tokens = max_new_tokens or self.style.max_new_tokens
         # Verified token-for-token on the LLaVA family; others (Qwen2-VL's rope deltas, …) keep generate().
         llava = getattr(model.config, "model_type", "") == "llava"
         self.draft = FormatDraft.for_tokenizer(processor.tokenizer) if speculative and llava else None
@@ -157,7 +96,7 @@ class VLMPolicy:
         adapter: str | Path | None = None,
         device: str = "cpu",
         dtype: str | None = None,
-        max_new_tokens: int = 96,
+        max_new_tokens: int | None = None,
         speculative: bool = True,
         end_effector: str | None = None,
         prompt_profile: str | None = None,
@@ -167,7 +106,8 @@ class VLMPolicy:
         ``end_effector`` / ``prompt_profile`` None prompt with the wording the
         model was trained on (its ``llara_prompt.json``; this project's default
         when absent); a different value is used as given, with a warning,
-        because the model saw other prompts.
+        because the model saw other prompts. ``max_new_tokens`` None: the
+        prompt profile's answer length.
         """
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -176,7 +116,7 @@ class VLMPolicy:
         if not path.is_dir():
             raise FileNotFoundError(f"model folder {path} does not exist (models load from local folders only)")
         check_device(device)
-        base, lora = _resolve(path, adapter)
+        base, lora = resolve_adapter(path, adapter)
         torch_dtype = getattr(torch, dtype) if dtype else None
         processor = AutoProcessor.from_pretrained(lora or base, local_files_only=True, trust_remote_code=False)
         model: Any = AutoModelForImageTextToText.from_pretrained(
@@ -186,8 +126,19 @@ class VLMPolicy:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(lora)).merge_and_unload()
-        style = choose_style(trained_style(lora or base), prompt_profile, end_effector)
-        return cls(model.to(device), processor, device, max_new_tokens, speculative, style)
+        style = choose_style(read_style(lora or base), prompt_profile, end_effector)
+        return cls(model.to(device), processor, device, max_new_tokens or style.max_new_tokens, speculative, style)
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig) -> VLMPolicy:
+        """The ``transformers`` backend of :func:`~llara_core.model.policy.load_policy`."""
+        from llara_core.resources import demo_model_path
+
+        return cls.from_pretrained(
+            config.model or demo_model_path(), adapter=config.adapter, device=config.device, dtype=config.dtype,
+            max_new_tokens=config.max_new_tokens or None, end_effector=config.end_effector,
+            prompt_profile=config.prompt_profile,
+        )  # fmt: skip
 
     # -- prompting -------------------------------------------------------------------------------
     def build_prompt(
@@ -240,42 +191,8 @@ class VLMPolicy:
         prompts = [self.build_prompt(i, o, h) for i, o, h in zip(instructions, objects, histories, strict=True)]
         t0 = time.perf_counter()
         texts = self.generate(images, prompts)
-        outs = []
-        for text, prompt in zip(texts, prompts, strict=True):
-            res = parse_actions(text)
-            outs.append(PolicyOutput(text, res.steps, res.errors, 0.0, prompt))
+        outs = [PolicyOutput.from_text(text, prompt) for text, prompt in zip(texts, prompts, strict=True)]
         dt = (time.perf_counter() - t0) / max(n, 1)
         for o in outs:
             o.latency_s = dt
         return outs
-
-
-def load_policy(
-    model: str = "",
-    adapter: str | None = None,
-    device: str = "cpu",
-    dtype: str | None = None,
-    max_new_tokens: int = 96,
-    end_effector: str | None = None,
-    backend: str = "transformers",
-    remote: RemoteConfig | None = None,
-    prompt_profile: str | None = None,
-) -> Policy:
-    """The policy backend a configuration names: the local model (the shipped demo model when ``model`` is
-    empty), or ``backend="openai"``: the model behind an OpenAI-compatible server (``remote``).
-
-    One place where nodes and commands turn configuration into a backend.
-    """
-    if backend == "openai":
-        from llara_core.remote import OpenAIPolicy
-
-        style = PromptStyle(prompt_profile or "llara_ros", end_effector or DEFAULT_END_EFFECTOR)
-        return OpenAIPolicy(remote or RemoteConfig(), max_new_tokens, style)
-    if backend != "transformers":
-        raise ValueError(f"unknown policy backend {backend!r}; use transformers or openai")
-    from llara_core.resources import demo_model_path
-
-    return VLMPolicy.from_pretrained(
-        model or demo_model_path(), adapter=adapter, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-        end_effector=end_effector, prompt_profile=prompt_profile,
-    )  # fmt: skip

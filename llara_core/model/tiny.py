@@ -12,7 +12,6 @@ does not load beside torch 2.13 (DESIGN §6).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -20,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from llara_core.config import setting
-from llara_core.prompts import IMAGE_TOKEN
+from llara_core.language.objects import OBJECT_NAME_RE
+from llara_core.language.prompts import IMAGE_TOKEN
+from llara_core.model.folder import write_tiny_spec
 
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", IMAGE_TOKEN)
 # LLaVA-1.5's conversation format ("USER: … ASSISTANT: …</s>") as a chat template the processor applies, with
@@ -67,19 +68,16 @@ class TinySpec:
             raise ValueError("the widths must be multiples of heads")
 
 
-NAME_RE = re.compile(r"<p>([^<]+)</p>")
-
-
 def dataset_texts(datasets: Iterable[str | Path]) -> list[str]:
     """Every prompt and answer of the LLaVA-format dataset folders: the tokenizer's corpus."""
-    from llara_core.conversations import read_dataset
+    from llara_core.datasets.reader import read_dataset
 
     return [t["value"] for d in datasets for r in read_dataset(d, check_images=False) for t in r["conversations"]]
 
 
 def name_words(texts: Iterable[str]) -> list[str]:
     """The words of every object name (``<p>…</p>``) in the corpus: colours and shapes."""
-    return sorted({w for t in texts for m in NAME_RE.finditer(t) for w in m.group(1).split()})
+    return sorted({w for t in texts for m in OBJECT_NAME_RE.finditer(t) for w in m.group(1).split()})
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
@@ -193,5 +191,5 @@ def build_tiny_model(out: str | Path, corpus: Iterable[str], spec: TinySpec = Ti
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    (out / "llara_tiny_spec.json").write_text(json.dumps(asdict(spec), indent=1) + "\n")
+    write_tiny_spec(out, asdict(spec))
     return out

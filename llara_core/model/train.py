@@ -7,7 +7,7 @@
   cannot teach it);
 - checkpoints every ``save_steps`` in ``OUT/checkpoints``; ``resume=True``
   continues from the newest one;
-- ``--bf16``/``--fp16`` for GPUs; multi-GPU: ``accelerate launch -m llara_core.cli train …``
+- ``--bf16``/``--fp16`` for GPUs; multi-GPU: ``accelerate launch -m llara_core.apps.cli train …``
   (the Trainer picks up the distributed environment; only single-process is tested here).
 
 The result is a model folder (weights or adapter, processor files) plus
@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llara_core.config import check_choices, setting, to_dict
-from llara_core.conversations import PROMPT_SETTINGS_FILE
-from llara_core.model.data import ConversationDataset, collate, kinds_of, mix_records, split_by_episode, take
-from llara_core.prompts import PromptStyle
+from llara_core.datasets.mixing import kinds_of, mix_records, split_by_episode, take
+from llara_core.language.prompts import PromptStyle
+from llara_core.model.data import ConversationDataset, collate
+from llara_core.model.folder import copy_training_sidecars, read_finetune, write_style
 
 # The language model's attention in every family (LLaVA: language_model, Idefics3: text_model, Qwen2-VL:
 # language_model) but not the vision tower's, whose CLIP/SigLIP layers use the same q/k/v/o names.
@@ -65,8 +66,9 @@ class TrainConfig:
     val_fraction: float = setting(0.05, "share of the episodes held out for validation")
     lora: bool | None = setting(
         None,
-        "LoRA adapters on the language model's attention (unset: LoRA for pretrained bases, full "
-        "finetuning for tiny models built by this project, whose random weights adapters cannot teach)",
+        "LoRA adapters on the language model's attention (unset: what the model folder records in "
+        "llara_model.json — full finetuning for tiny models built by this project, whose random weights adapters "
+        "cannot teach —, LoRA when it records nothing)",
     )
     lora_r: int = setting(16, "LoRA rank")
     lora_alpha: int = setting(32, "LoRA scaling")
@@ -100,7 +102,7 @@ class TrainConfig:
         if self.bf16 and self.fp16:
             raise ValueError("choose bf16 or fp16, not both")
         if self.mix is not None:
-            from llara_core.conversations import check_kinds
+            from llara_core.datasets.records import check_kinds
 
             check_kinds(list(self.mix))
 
@@ -218,7 +220,8 @@ def load_records(datasets: Sequence[str | Path]) -> tuple[Any, list[Path], Promp
     ``_root`` (its image root's index). The datasets must share one prompt
     style, which is returned for the model folder.
     """
-    from llara_core.conversations import common_style, index_datasets
+    from llara_core.datasets.index import index_datasets
+    from llara_core.datasets.reader import common_style
 
     records, roots = index_datasets(datasets)
     return records, roots, common_style({str(spec): st for spec, st in zip(datasets, records.styles, strict=True)})
@@ -254,7 +257,7 @@ def merge_lora(lora: str | Path, out: str | Path) -> Path:
     def save(tmp: Path) -> None:
         policy.model.save_pretrained(tmp, safe_serialization=True)
         policy.processor.save_pretrained(tmp)
-        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(policy.style.to_dict(), indent=1) + "\n")
+        write_style(tmp, policy.style)
 
     _atomic_save(out, save)
     return out
@@ -285,8 +288,7 @@ def train(
     model = AutoModelForImageTextToText.from_pretrained(
         base, local_files_only=True, use_safetensors=True, trust_remote_code=False
     )
-    is_tiny = (base / "llara_tiny_spec.json").is_file()
-    use_lora = (not is_tiny) if cfg.lora is None else cfg.lora
+    use_lora = read_finetune(base) == "lora" if cfg.lora is None else cfg.lora
     if use_lora:
         from peft import LoraConfig, get_peft_model
 
@@ -388,11 +390,7 @@ def train(
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)  # the Trainer trains this object in place
         processor.save_pretrained(tmp)
-        if is_tiny and not use_lora:
-            shutil.copy(base / "llara_tiny_spec.json", tmp / "llara_tiny_spec.json")
-        if use_lora:
-            (tmp / "llara_base_model.txt").write_text(str(base.resolve()) + "\n")
-        (tmp / PROMPT_SETTINGS_FILE).write_text(json.dumps(prompting.to_dict(), indent=1) + "\n")
+        copy_training_sidecars(base, tmp, use_lora, prompting)
 
     metrics["world_size"] = args.world_size
     if trainer.is_world_process_zero():  # under torchrun / accelerate launch: one writer (the Trainer's checkpoints

@@ -35,8 +35,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.actions import ActionStep, ParseError, first_step, parse_actions
 from llara_core.geometry import CameraModel, GeometryError, intersect_plane, normalized_to_table, quaternion_pose
+from llara_core.language.actions import ActionStep, ParseError, first_step, parse_actions
 from llara_core.planning.kinematics import RobotKinematics
 from llara_core.planning.motions import (
     Gripper,

@@ -11,6 +11,8 @@ texts a second.
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -137,6 +139,21 @@ class Planner:
         if isinstance(plan, Refusal):
             return {"ok": False, "reason": plan.reason, "code": plan.code, "steps": []}
         return {"ok": True, "reason": None, "steps": [plan.to_json()]}
+
+    def plan_lines(
+        self, lines: Iterable[str], image: npt.NDArray[np.uint8] | None = None
+    ) -> Iterator[dict[str, object]]:
+        """``llara plan --jsonl``: one :meth:`plan_json` result per non-empty line (a JSON-encoded action text);
+        a line that is not JSON gets a refusal naming it, and the rest still plan."""
+        for n, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                text = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield {"ok": False, "reason": f"line {n} is not JSON: {exc.msg}", "steps": []}
+            else:
+                yield self.plan_json(text, image)
 
     def plan(
         self,

@@ -3,7 +3,7 @@
 What it gives a caller is what a ROS robot gives: camera images with their
 CameraInfo and the camera's pose in the base frame, end-effector poses and
 gripper state, and the execution of joint trajectories. Recording turns the
-run into an :class:`~llara_core.episodes.Episode` — the same data model a
+run into an :class:`~llara_core.datasets.episodes.Episode` — the same data model a
 rosbag of a real arm becomes — so the whole pipeline is tested against known
 ground truth.
 
@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.episodes import CameraFrame, Episode, ObjectBox, RobotState
+from llara_core.datasets.episodes import CameraFrame, Episode, RobotState
 from llara_core.geometry import CAMERA_FRAME, CameraModel, base_to_normalized, transform_points
+from llara_core.language.objects import ObjectBox
 from llara_core.sim import select_gl
-from llara_core.sim.robot import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, HOME_Q, TCP_FRAME
+from llara_core.sim.arm import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN, HOME_Q, TCP_FRAME
 from llara_core.sim.scene import ARM_BODIES, CAMERA_NAME, FINGER_BODIES, Scene, build_spec
 
 DEFAULT_SIZE = (224, 224)  # width, height

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from llara_core.episodes import Episode
+from llara_core.datasets.episodes import Episode
 from llara_core.geometry import wrap_degrees, yaw_of
 from llara_core.planning import (
     ExecutionSettings,
@@ -32,8 +32,8 @@ from llara_core.planning import (
     plan_motion,
     relaxed_yaw,
 )
+from llara_core.sim.arm import ArmKinematics
 from llara_core.sim.env import TabletopEnv
-from llara_core.sim.robot import ArmKinematics
 from llara_core.sim.scene import GRASP_HALF_WIDTH, GRASP_SYMMETRY, OBJECT_HEIGHT, TARGET_TOP
 from llara_core.sim.tasks import Task, episode_id, goal_status, make_task
 
@@ -109,6 +109,13 @@ def pick_place(
     execute_joints(env, joints, obj)
 
 
+def expert_scene(family: str, seed: int, width: int = 224, height: int = 224) -> tuple[Task, ExpertResult]:
+    """One scene solved by the expert, recorded at the camera size (``llara sim-render``, the pipeline check)."""
+    task = make_task(family, seed)
+    with TabletopEnv(task.scene, width=width, height=height) as env:
+        return task, run_expert(task, env)
+
+
 def run_expert(task: Task, env: TabletopEnv, kin: ArmKinematics | None = None, record: bool = True) -> ExpertResult:
     """Solve ``task`` in ``env`` (freshly reset) from ground truth; record an Episode when rendering."""
     kin = kin or ArmKinematics()
@@ -172,7 +179,7 @@ def expert_answers(family: str, seed: int) -> list[str]:
     The oracle of the closed loop: what ``scripts/closed_loop_dds.py`` sends to
     the action node to measure the robot side alone.
     """
-    from llara_core.actions import render_step
+    from llara_core.language.actions import render_step
 
     task = make_task(family, seed)
     with TabletopEnv(task.scene) as env:

@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from llara_core.config import setting
+from llara_core.sim.arm import ARM_JOINTS, FINGER_JOINTS
 from llara_core.sim.env import TabletopEnv
-from llara_core.sim.robot import ARM_JOINTS, FINGER_JOINTS
 from llara_core.sim.tasks import Task, check_families, goal_status, make_task
 
 

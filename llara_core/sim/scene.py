@@ -166,7 +166,7 @@ def build_spec(scene: Scene, fovy: float, width: int, height: int, urdf: str | N
     """The MjSpec of the scene: the arm URDF plus objects, targets, actuators, lights and camera."""
     import mujoco
 
-    from llara_core.sim.robot import ARM_JOINTS, FINGER_JOINTS, urdf_path
+    from llara_core.sim.arm import ARM_JOINTS, FINGER_JOINTS, urdf_path
 
     spec = mujoco.MjSpec.from_file(str(urdf or urdf_path()))
     spec.modelname = "llara_tabletop"
