@@ -113,8 +113,9 @@ class ActionNode(LifecycleNode):
         self.planner: Planner | None = None
         self.worker: threading.Thread | None = None
         self.camera: CameraModel | None = None
-        self.image: np.ndarray | None = None
+        self.image_msg: Any = None  # the newest frame as it arrived, converted only when a plan needs it
         self.image_time: float | None = None
+        self._info_key: tuple[Any, ...] | None = None
         self.depth: np.ndarray | None = None
         self.joints: dict[str, float] | None = None
         self.robot_description: str | None = None
@@ -260,17 +261,28 @@ class ActionNode(LifecycleNode):
 
     # -- inputs --------------------------------------------------------------------------------------
     def _on_info(self, msg: Any) -> None:
+        # camera_info comes with every frame and rarely changes: the model is rebuilt only when it does
+        key = (msg.width, msg.height, msg.distortion_model, tuple(msg.k), tuple(msg.d), tuple(msg.r), tuple(msg.p))
+        if key == self._info_key:
+            return
         try:
             self.camera = camera_info_to_model(msg, rectified=self.cfg.rectified)
+            self._info_key = key
         except GeometryError as exc:
             self.last_error = f"camera_info unusable: {exc}"
 
     def _on_image(self, msg: Any) -> None:
+        self.image_msg, self.image_time = msg, time.monotonic()
+
+    def _image(self) -> np.ndarray | None:
+        """The newest frame as RGB, converted now (None, with the reason in last_error, when it is unusable)."""
+        if self.image_msg is None:
+            return None
         try:
-            self.image = image_msg_to_rgb(msg)
-            self.image_time = time.monotonic()
+            return image_msg_to_rgb(self.image_msg)
         except (LlaraError, ValueError) as exc:
             self.last_error = f"image unusable: {exc}"
+            return None
 
     def _on_depth(self, msg: Any) -> None:
         try:
@@ -295,7 +307,7 @@ class ActionNode(LifecycleNode):
         if self.cfg.use_depth and self.depth is None:
             return Refusal("input", "use_depth is set but no depth image arrived")
         return self.planner.plan(
-            text, image=self.image, q0=q0, depth=self.depth, camera=self.camera, base_T_camera=self._camera_pose()
+            text, image=self._image(), q0=q0, depth=self.depth, camera=self.camera, base_T_camera=self._camera_pose()
         )
 
     def _on_action(self, msg: String) -> None:
@@ -385,9 +397,11 @@ class ActionNode(LifecycleNode):
         if d.done is not None:
             self._publish_done(d.done)
 
-    def close(self) -> None:
-        """Stop any motion (process shutdown)."""
-        self._halt("shutdown")
+    def close(self, reason: str = "shutdown") -> None:
+        """Process shutdown: hold the arm, answer a waiting plan, and let an executing step report its stop
+        (bounded: a step_done that cannot go out within 1 s is not waited for)."""
+        self._halt(reason)
+        self._wait_worker(1.0)
 
     def _halt(self, why: str) -> None:
         """Stop motion; a plan waiting for approval is answered now, an executing one by its worker."""

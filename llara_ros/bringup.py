@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +121,25 @@ def nodes_of(params_file: str | Path, only: Sequence[str] | None = None) -> list
 
 
 def start(
-    params_file: str | Path, only: Sequence[str] | None = None, log_dir: Path | None = None, extra: Sequence[str] = ()
+    params_file: str | Path,
+    only: Sequence[str] | None = None,
+    log_dir: Path | None = None,
+    extra: Sequence[str] = (),
+    nice: Mapping[str, int] | None = None,
 ) -> dict[str, subprocess.Popen[bytes]]:
-    """Start each node of the file as a subprocess (``python -m llara_ros.<node>``); returns them by name."""
+    """Start each node of the file as a subprocess (``python -m llara_ros.<node>``); returns them by name.
+
+    ``nice``: node name -> niceness increment (``nice -n``), for the nodes that must yield the CPU to the others
+    (make demo: the simulator and the recorder stand in for hardware that has its own computers).
+    """
     path = Path(expand_path(str(params_file))).resolve()
     env = dds_environment()
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    nice_tool = shutil.which("nice")
     for name in nodes_of(path, only):
         cmd = [sys.executable, "-m", f"llara_ros.{name}", "--ros-args", "--params-file", str(path), *extra]
+        if nice and nice.get(name) and nice_tool:
+            cmd = [nice_tool, "-n", str(nice[name]), *cmd]  # nice execs the node: the pid is the node's
         out: Any = None
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)

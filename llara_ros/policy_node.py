@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -41,10 +41,11 @@ from llara_core.language.actions import parse_actions
 from llara_core.language.annotate import PRED_RGB, draw_steps
 from llara_core.model.policy import Policy, PolicyOutput, load_policy
 from llara_core.planning import StepDone
+from llara_core.timing import StageTimes
 from llara_ros.conversions import image_msg_to_rgb, numpy_to_image
 from llara_ros.messages import package_available
 from llara_ros.params import declare_config, read_config
-from llara_ros.spin import run_node
+from llara_ros.spin import DaemonWorker, run_node
 from llara_ros.topics import publisher, subscription
 
 
@@ -60,7 +61,8 @@ class PolicyNode(Node):
             )
         # The model is loaded on the thread that will run it: torch's OpenMP pool belongs to the thread that first
         # computes, and a second pool on another thread made every answer ~3x slower here (measured: 139 vs 47 ms).
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llara_policy")
+        self.worker = DaemonWorker("llara_policy")
+        self.closing = False
         t0 = time.perf_counter()
         self.policy: Policy = policy if policy is not None else self.worker.submit(load_policy, c).result()
         style = self.policy.style
@@ -71,9 +73,13 @@ class PolicyNode(Node):
         self.loop = PolicyLoop.from_config(c)
         self.lock = threading.RLock()  # re-entered when a query finishes before add_done_callback returns
         self.future: Future[PolicyOutput] | None = None
-        self.frame: np.ndarray | None = None
+        # The newest frame as it arrived: converted only when a query takes it (most frames at camera rate are
+        # never used: converting each cost the executor, and the model's thread the GIL, for nothing).
+        self.frame_msg: Image | CompressedImage | None = None
         self.frame_time: float | None = None
-        self.frame_header: Header | None = None
+        self.frame_size: tuple[int, int] | None = None  # of the last converted frame (detections are scaled by it)
+        self.frames_received = self.frames_used = 0
+        self.stages = StageTimes(c.latency_window)
         self.camera_size: tuple[int, int] | None = None
         self.boxes: list[Any] | None = None
         self.latencies: deque[float] = deque(maxlen=c.latency_window)
@@ -81,6 +87,7 @@ class PolicyNode(Node):
         self.last_error = ""
         self.last_answer = self.last_prompt = ""
         self._pending: tuple[int, np.ndarray, Header | None] | None = None
+        self._answered_at = 0.0
         image = topics.COMPRESSED_IMAGE if c.image_transport == "compressed" else topics.IMAGE
         subscription(self, image, self._on_image)
         subscription(self, topics.CAMERA_INFO, self._on_info)
@@ -97,15 +104,11 @@ class PolicyNode(Node):
 
     # -- inputs --------------------------------------------------------------------------------------
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        try:
-            frame = image_msg_to_rgb(msg)
-        except (LlaraError, ValueError) as exc:
-            self.last_error = f"image unusable: {exc}"
-            return
         with self.lock:
-            if self.frame is not None and self.future is not None and not self.future.done():
+            self.frames_received += 1
+            if self.frame_msg is not None and self.future is not None and not self.future.done():
                 self.dropped += 1  # a frame that arrived while the model was busy: only the newest is kept
-            self.frame, self.frame_time, self.frame_header = frame, time.monotonic(), msg.header
+            self.frame_msg, self.frame_time = msg, time.monotonic()
         self._poll()  # a query that waited for this frame starts now, not at the next timer tick
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -114,9 +117,9 @@ class PolicyNode(Node):
     def _on_detections(self, msg: Any) -> None:
         from llara_core.datasets.bags import boxes_from_detections
 
-        if self.frame is not None:
-            h, w = self.frame.shape[:2]
-            self.boxes = boxes_from_detections(msg, w, h)
+        size = self.frame_size or self.camera_size
+        if size is not None:
+            self.boxes = boxes_from_detections(msg, size[0], size[1])
 
     def _on_task(self, msg: String) -> None:
         with self.lock:
@@ -143,12 +146,10 @@ class PolicyNode(Node):
 
     # -- queries -------------------------------------------------------------------------------------
     def _refusal(self) -> str:
-        """Why no query may run now ('' when one may)."""
+        """Why no query may run now ('' when one may); the frame's size is checked once it is converted."""
         if self.camera_size is None:
             return "no camera_info received: the action node could not place an answer"
-        assert self.frame is not None and self.frame_time is not None
-        if (self.frame.shape[1], self.frame.shape[0]) != self.camera_size:
-            return f"image {self.frame.shape[1]}x{self.frame.shape[0]} does not match camera_info {self.camera_size}"
+        assert self.frame_time is not None
         age = time.monotonic() - self.frame_time
         if age > self.cfg.max_image_age_s:
             return f"stale image: newest frame is {age:.2f} s old > {self.cfg.max_image_age_s} s"
@@ -169,19 +170,52 @@ class PolicyNode(Node):
             if why:
                 self.last_error = why
                 return
-            assert self.frame is not None
+            frame = self._take_frame()
+            if frame is None:
+                return
+            assert self.frame_msg is not None and self.frame_time is not None
             gen = self.loop.start_query()
-            frame, header = self.frame, self.frame_header
+            now = time.monotonic()
+            self.stages.add("frame_age", now - self.frame_time)
             args = (frame, self.loop.instruction, self.boxes if self.cfg.prompt_mode == "d_inbc" else None,
                     list(self.loop.history))  # fmt: skip
-            self._pending = (gen, frame, header)
-            self.future = self.worker.submit(self.policy.act, *args)
+            self._pending = (gen, frame, self.frame_msg.header)
+            self.future = self.worker.submit(self._act, now, args)
             self.future.add_done_callback(self._finish)  # runs on the worker thread: the answer goes out at once
+
+    def _take_frame(self) -> np.ndarray | None:
+        """The newest frame as RGB (None, with the reason in last_error, when it is unusable: the query waits for
+        the next one)."""
+        assert self.frame_msg is not None
+        t0 = time.perf_counter()
+        try:
+            frame = image_msg_to_rgb(self.frame_msg)
+        except (LlaraError, ValueError) as exc:
+            self.last_error = f"image unusable: {exc}"
+            self.frame_msg = self.frame_time = None
+            return None
+        self.stages.add("convert", time.perf_counter() - t0)
+        self.frame_size = (frame.shape[1], frame.shape[0])
+        if self.frame_size != self.camera_size:
+            self.last_error = f"image {frame.shape[1]}x{frame.shape[0]} does not match camera_info {self.camera_size}"
+            self.frame_msg = self.frame_time = None  # refused once; the next frame is checked again
+            return None
+        self.frames_used += 1
+        return frame
+
+    def _act(self, queued: float, args: tuple[Any, ...]) -> PolicyOutput:
+        """The query on the model's thread (handoff: how long it waited for that thread to run)."""
+        self.stages.add("handoff", time.monotonic() - queued)
+        out = self.policy.act(*args)
+        self.stages.add("model", out.latency_s)
+        self._answered_at = time.perf_counter()
+        return out
 
     def _finish(self, fut: Future[PolicyOutput]) -> None:
         with self.lock:
             self.future = None
-            self._answer(fut)
+            if not self.closing:  # at shutdown the answer is dropped, not published into a closing context
+                self._answer(fut)
 
     def _answer(self, fut: Future[PolicyOutput]) -> None:
         assert self._pending is not None
@@ -205,8 +239,11 @@ class PolicyNode(Node):
             self.last_error = ""
         self.last_answer, self.last_prompt = out.text, out.prompt
         self.action_pub.publish(String(data=out.text))  # verbatim: the action node decides what it executes
-        steps = parse_actions(out.text).steps
-        self.annotated_pub.publish(numpy_to_image(draw_steps(frame, steps, PRED_RGB, "P", upscale=2), "rgb8", header))
+        self.stages.add("publish", time.perf_counter() - self._answered_at)
+        if self.annotated_pub.get_subscription_count() > 0:  # drawn only for someone (RViz, the demo's GIFs)
+            steps = parse_actions(out.text).steps
+            image = draw_steps(frame, steps, PRED_RGB, "P", upscale=2)
+            self.annotated_pub.publish(numpy_to_image(image, "rgb8", header))
 
     def _diagnostics(self) -> None:
         lat = sorted(self.latencies)
@@ -221,16 +258,22 @@ class PolicyNode(Node):
             KeyValue(key="queries", value=str(self.queries)),
             KeyValue(key="unparseable_answers", value=str(self.garbage)),
             KeyValue(key="dropped_frames", value=str(self.dropped)),
+            KeyValue(key="frames_received", value=str(self.frames_received)),
+            KeyValue(key="frames_used", value=str(self.frames_used)),
             KeyValue(key="query_in_flight", value=str(self.future is not None)),
             KeyValue(key="latency_p50_ms", value=f"{1000 * lat[len(lat) // 2]:.1f}" if lat else "n/a"),
             KeyValue(key="latency_p95_ms", value=f"{1000 * lat[int(len(lat) * 0.95)]:.1f}" if lat else "n/a"),
+            *(KeyValue(key=k, value=v) for k, v in self.stages.summary().items()),
             KeyValue(key="last_answer", value=self.last_answer[:300]),
             KeyValue(key="last_prompt", value=self.last_prompt[-600:]),
         ]
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
-    def close(self) -> None:
-        self.worker.shutdown(wait=False, cancel_futures=True)
+    def close(self, reason: str = "shutdown") -> None:
+        """No answer goes out after this (a query still running is abandoned: its thread never holds up the exit)."""
+        with self.lock:
+            self.closing = True
+        self.worker.shutdown()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -159,7 +159,7 @@ class RecorderNode(Node):
         except (BagError, RecordingError) as exc:
             self.get_logger().warning(f"{topics.OBJECTS.name} not recorded: {exc}", throttle_duration_sec=5.0)
 
-    def close(self) -> None:
+    def close(self, reason: str = "shutdown") -> None:
         """Finish an open episode cleanly (on shutdown)."""
         if self.recorder.recording:
             ep = self.recorder.stop()

@@ -69,7 +69,7 @@ class SimNode(Node):
         if self._started:
             self._announce()
 
-    def close(self) -> None:
+    def close(self, reason: str = "shutdown") -> None:
         self.sim.close()
 
     # -- commands ----------------------------------------------------------------------------------

@@ -115,6 +115,9 @@ class PolicyConfig:
     adapter: str | None = setting(None, "LoRA adapter folder applied on the model", path=True)
     device: str = setting("cpu", "torch device (cpu, cuda, cuda:1)")
     dtype: str | None = setting(None, "torch dtype (float16, bfloat16; unset: the checkpoint's)")
+    threads: int = setting(
+        0, "CPU threads of the model's math (0: torch's default, one per core; 1 beside other busy processes)"
+    )
     max_new_tokens: int = setting(0, "answer length limit in tokens (0: the prompt profile's, llara_ros 96, llara 256)")
     prompt_profile: str | None = setting(
         None, "prompt wording: llara_ros or llara (LLaRA's released models); unset: the model's (llara_prompt.json)"
@@ -127,6 +130,8 @@ class PolicyConfig:
         check_choices(self)
         if self.prompt_profile is not None and self.prompt_profile not in PROMPT_PROFILES:
             raise ValueError(f"prompt_profile must be one of {PROMPT_PROFILES}, got {self.prompt_profile!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
         if self.max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0 (0: the profile's), got {self.max_new_tokens}")
 
