@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-memory bench-policy bench-ros bench-dds bench-plan ablation lint \
+.PHONY: venv demo demo-model test test-slow bench-sim bench-convert bench-memory bench-policy bench-ros soak bench-dds bench-plan ablation lint \
 	mutation clean
 
 $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt requirements-scale.txt setup.py
@@ -59,6 +59,11 @@ bench-policy: $(STAMP)
 # policy_node over DDS vs a direct VLMPolicy.act (ROS overhead), 640x480 and 224x224
 bench-ros: $(STAMP)
 	$(PY) scripts/bench_ros.py
+
+# policy_node (shipped model) + action_node (dry run) under a 640x480 camera at 30 Hz for 10 minutes: RSS, latency,
+# frames, frame age, one step_done per action
+soak: $(STAMP)
+	$(PY) scripts/soak_ros.py --minutes 10
 
 # the expert's steps as action text through action_node -> sim_node over DDS, 100 l1_placement seeds
 bench-dds: $(STAMP)

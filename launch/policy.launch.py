@@ -3,6 +3,7 @@
 Parameters come from config/policy.yaml (``params_file:=`` for yours); the action
 node starts inactive and in dry run (README "Connecting a real arm"). The
 plain-venv equivalent, without ``launch``: python -m llara_ros.bringup config/policy.yaml.
+RViz and robot_state_publisher are optional: one that is not installed is named in one line, the rest starts.
 """
 
 import os
@@ -10,10 +11,11 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from llara_ros.launch_support import optional_node
 
 PARAMS = "policy.yaml"
 
@@ -44,9 +46,10 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[params],
                 output="screen",
             ),
-            Node(
+            optional_node(
                 package="robot_state_publisher",
                 executable="robot_state_publisher",
+                enabled="robot_state_publisher",
                 parameters=[
                     {
                         "robot_description": ParameterValue(
@@ -54,13 +57,12 @@ def generate_launch_description() -> LaunchDescription:
                         )
                     }
                 ],
-                condition=IfCondition(LaunchConfiguration("robot_state_publisher")),
             ),
-            Node(
+            optional_node(
                 package="rviz2",
                 executable="rviz2",
+                enabled="rviz",
                 arguments=["-d", os.path.join(share, "config", "llara.rviz")],
-                condition=IfCondition(LaunchConfiguration("rviz")),
             ),
         ]
     )

@@ -2,6 +2,8 @@
 
 sim_node -> policy_node (the shipped model) -> action_node (joint_trajectory) -> sim_node, parameters from
 config/sim_demo.yaml. Start an episode with: ros2 service call /sim_node/reset std_srvs/srv/Trigger.
+robot_state_publisher (TF for RViz; robot_state_publisher:=false to skip) and RViz are optional: where one is
+not installed, the launch says so in one line and starts the rest.
 The plain-venv equivalent: python -m llara_ros.bringup config/sim_demo.yaml (make demo runs the whole demo).
 """
 
@@ -10,10 +12,11 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from llara_ros.launch_support import optional_node
 
 PARAMS = "sim_demo.yaml"
 
@@ -26,6 +29,9 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", PARAMS)),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/llara.rviz"),
+            DeclareLaunchArgument(
+                "robot_state_publisher", default_value="true", description="publish TF of urdf/llara_arm.urdf"
+            ),
             SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
             Node(package="llara_ros", executable="sim_node", name="sim_node", parameters=[params], output="screen"),
             Node(
@@ -40,18 +46,19 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[params],
                 output="screen",
             ),
-            Node(
+            optional_node(
                 package="robot_state_publisher",
                 executable="robot_state_publisher",
+                enabled="robot_state_publisher",
                 parameters=[
                     {"robot_description": ParameterValue(Command(["cat ", urdf]), value_type=str), "use_sim_time": True}
                 ],
             ),
-            Node(
+            optional_node(
                 package="rviz2",
                 executable="rviz2",
+                enabled="rviz",
                 arguments=["-d", os.path.join(share, "config", "llara.rviz")],
-                condition=IfCondition(LaunchConfiguration("rviz")),
             ),
         ]
     )

@@ -27,10 +27,11 @@ class StageTimes:
         return float(np.percentile(np.asarray(values) * 1000.0, q)) if values else None
 
     def summary(self) -> dict[str, str]:
-        """``{stage}_p50_ms`` / ``{stage}_p95_ms`` for every stage seen (diagnostic key-value pairs)."""
+        """``{stage}_p50_ms`` / ``_p95_ms`` / ``_max_ms`` for every stage seen (diagnostic key-value pairs; the max
+        lets a monitor sampling once a second see every frame's age while the window spans more than a second)."""
         out: dict[str, str] = {}
         for stage in self.stages:
-            for q in (50, 95):
+            for q, name in ((50, "p50"), (95, "p95"), (100, "max")):
                 v = self.percentile_ms(stage, q)
-                out[f"{stage}_p{q}_ms"] = f"{v:.1f}" if v is not None else "n/a"
+                out[f"{stage}_{name}_ms"] = f"{v:.1f}" if v is not None else "n/a"
         return out

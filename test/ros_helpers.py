@@ -17,6 +17,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from llara_core.language.actions import ActionStep, render_step
 from llara_core.sim.arm import ARM_JOINTS, HOME_Q
 from llara_core.sim.env import TabletopEnv
 from llara_core.sim.tasks import make_task
@@ -25,6 +26,8 @@ from llara_ros.loop_client import LoopClient
 from llara_ros.topics import COMMAND, SENSOR
 
 ROOT = Path(__file__).resolve().parents[1]
+#: one executable step on the demo arm in the fake robot's scene (pick and place inside the workspace)
+GOOD_STEP = render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1)
 
 
 def params_file(tmp: Path, name: str, node: str = "action_node", **overrides: object) -> Path:
@@ -39,9 +42,13 @@ def params_file(tmp: Path, name: str, node: str = "action_node", **overrides: ob
     return path
 
 
-def start_node(module: str, params: Path, log: Path) -> subprocess.Popen:
+def start_node(module: str, params: Path, log: Path, session: bool = False) -> subprocess.Popen:
+    """``python -m llara_ros.<module>`` with ``params``, output to ``log``; ``session``: its own process group (a
+    terminal's Ctrl-C reaches the group, so a test sends SIGINT with ``os.killpg`` and never hits pytest)."""
     cmd = [sys.executable, "-m", f"llara_ros.{module}", "--ros-args", "--params-file", str(params)]
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+    return subprocess.Popen(
+        cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=session
+    )
 
 
 def stop_nodes(*procs: subprocess.Popen) -> None:

@@ -80,8 +80,10 @@ PIP_NAME = {"pinocchio": "pin"}
 OPTIONAL = {"ray"}  # requirements-scale.txt
 
 
-def _launch_nodes(path: Path, kinds: tuple[str, ...] = ("Node", "LifecycleNode")) -> list[tuple[str, str]]:
-    """(package, executable) of every Node(...) / LifecycleNode(...) in a launch file, read with ast."""
+def _launch_nodes(
+    path: Path, kinds: tuple[str, ...] = ("Node", "LifecycleNode", "optional_node")
+) -> list[tuple[str, str]]:
+    """(package, executable) of every Node(...) / LifecycleNode(...) / optional_node(...) in a launch file (ast)."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in kinds:
@@ -106,6 +108,9 @@ def test_launch_files_start_what_bringup_starts_from_the_same_parameter_files():
         params = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                       and getattr(n.targets[0], "id", "") == "PARAMS")  # fmt: skip
         ours = [exe for pkg, exe in _launch_nodes(path) if pkg == "llara_ros"]
+        assert not [p for p, _ in _launch_nodes(path, ("Node",)) if p != "llara_ros"], (
+            f"{path.name}: a node of another package must be an optional_node (a missing one fails the launch)"
+        )
         assert ours == nodes_of(ROOT / "config" / params, [n for n in NODES if n in ours]), path.name
         assert set(ours) <= scripts, f"{path.name} starts executables setup.py does not install"
         assert not any(isinstance(n, ast.keyword) and n.arg == "remappings" for n in ast.walk(tree))  # none needed
@@ -114,6 +119,41 @@ def test_launch_files_start_what_bringup_starts_from_the_same_parameter_files():
         and (ROOT / "config" / "fastdds.xml").is_file()
         and (ROOT / "config" / "llara.rviz").is_file()
     )
+
+
+def test_an_optional_node_is_started_only_where_ros2_run_would_find_it(tmp_path, monkeypatch):
+    """launch_support.missing_executable reads the ament index as launch_ros does (prefix, lib/<pkg>/<exe>)."""
+    from llara_ros.launch_support import missing_executable
+
+    prefix = tmp_path / "opt_ros"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    for pkg in ("robot_state_publisher", "rviz2"):
+        (prefix / "share" / "ament_index" / "resource_index" / "packages" / pkg).write_text("")
+    exe = prefix / "lib" / "robot_state_publisher" / "robot_state_publisher"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.setenv("ROS_DISTRO", "kilted")
+    assert missing_executable("robot_state_publisher", "robot_state_publisher") is None
+    assert missing_executable("rviz2", "rviz2") == f"rviz2 is installed in {prefix} but has no executable rviz2"
+    assert missing_executable("joint_state_publisher_gui", "joint_state_publisher_gui") == (
+        "joint_state_publisher_gui is not installed (sudo apt install ros-kilted-joint-state-publisher-gui)"
+    )
+    exe.chmod(0o644)
+    assert "no executable" in missing_executable("robot_state_publisher", "robot_state_publisher")
+    monkeypatch.delenv("AMENT_PREFIX_PATH")
+    assert "is not installed" in missing_executable("rviz2", "rviz2")
+
+
+def test_both_launch_files_let_the_user_switch_off_rviz_and_robot_state_publisher():
+    for path in sorted((ROOT / "launch").glob("*.launch.py")):
+        tree = ast.parse(path.read_text())
+        declared = {ast.literal_eval(n.args[0]) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                    and getattr(n.func, "id", "") == "DeclareLaunchArgument"}  # fmt: skip
+        enabled = {ast.literal_eval(k.value) for n in ast.walk(tree) if isinstance(n, ast.Call)
+                   and getattr(n.func, "id", "") == "optional_node" for k in n.keywords if k.arg == "enabled"}  # fmt: skip
+        assert enabled == {"rviz", "robot_state_publisher"} and enabled <= declared, path.name
 
 
 def _imported_modules(*packages: str) -> set[str]:

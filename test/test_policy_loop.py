@@ -56,3 +56,16 @@ def test_a_text_whose_first_step_is_invalid_is_not_executed_even_when_a_later_st
     assert select_step(text, "refuse").code == "out_of_range"
     row = run_episode(ScriptedPolicy([text]), "l1_placement", 6)
     assert not row["success"] and row["steps"] == 0
+
+
+def test_stage_times_report_the_window_not_the_whole_run():
+    from llara_core.timing import StageTimes
+
+    st = StageTimes(window=3)
+    for s in (9.0, 0.001, 0.002, 0.003):  # the 9 s outlier has left the window
+        st.add("model", s)
+    st.add("frame_age", 0.5)
+    out = st.summary()
+    assert out["model_p50_ms"] == "2.0" and out["model_max_ms"] == "3.0" and out["frame_age_max_ms"] == "500.0"
+    assert set(out) == {f"{s}_{q}_ms" for s in ("model", "frame_age") for q in ("p50", "p95", "max")}
+    assert st.percentile_ms("publish", 50) is None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from ros_helpers import params_file, start_node, stop_nodes, wait_ready
+from ros_helpers import GOOD_STEP, params_file, start_node, stop_nodes, wait_ready
 from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -27,7 +27,7 @@ from llara_core.sim.expert import expert_answers
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
-GOOD = render_step(ActionStep((0.45, 0.45), (0.55, 0.6)), 1)
+GOOD = GOOD_STEP
 
 
 def test_every_refusal_commands_nothing(robot, tmp_path):
