@@ -15,12 +15,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, *extra: str, log: Path) -> subprocess.Popen:
-    """``llara serve`` on 127.0.0.1:port (the shipped demo model unless --model is in ``extra``), once healthy."""
+def start_server(port: int, *extra: str, log: Path, address_space: int | None = None) -> subprocess.Popen:
+    """``llara serve`` on 127.0.0.1:port (the shipped demo model unless --model is in ``extra``), once healthy.
+
+    ``address_space``: bytes of virtual memory the server may map (``prlimit --as``, set with setrlimit before exec):
+    a request that would need gigabytes then fails the test with a MemoryError instead of exhausting the machine.
+    """
     from llara_core.serving.client import RemoteError, wait_until_healthy
 
+    def limit() -> None:
+        if address_space is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
     cmd = [sys.executable, "-m", "llara_core.apps.cli", "serve", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy(),
+                            preexec_fn=limit if address_space is not None else None)  # fmt: skip
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}/v1", 60, alive=lambda: proc.poll() is None)
     except RemoteError as exc:

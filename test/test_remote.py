@@ -148,7 +148,7 @@ def test_bad_requests_are_refused_with_a_4xx_json_error(server):
         "undecodable": (
             with_content([{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}, text]),
             400,
-            "cannot be decoded",
+            "not a PNG image",
         ),
         "image too large": (
             with_content([{"type": "image_url", "image_url": {"url": _png((400, 400, 3), True)}}, text]),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llara_core.language.actions import ActionStep, render_actions
@@ -93,14 +93,21 @@ class FormatDraft:
 
 
 def speculative_greedy(
-    model: Any, inputs: dict[str, Any], draft: FormatDraft, max_new_tokens: int, eos_token_id: int, k: int = 8
+    model: Any,
+    inputs: dict[str, Any],
+    draft: FormatDraft,
+    max_new_tokens: int,
+    eos_token_id: int,
+    k: int = 8,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[int], int]:
     """Greedy answer tokens for one prompt (batch of 1) and the number of forward passes it took.
 
     ``inputs`` is what the processor returned (input_ids, attention_mask,
     pixel_values, …); the first pass reads the image, later passes feed the
     last accepted token plus the draft through the KV cache, which is cropped
-    back after a rejected draft.
+    back after a rejected draft. ``should_stop`` is asked before every pass after
+    the first (a server's client left): True ends decoding with the tokens so far.
     """
     import torch
 
@@ -110,6 +117,8 @@ def speculative_greedy(
         tokens = [int(out.logits[0, -1].argmax())]
         passes = 1
         while tokens[-1] != eos_token_id and len(tokens) < max_new_tokens:
+            if should_stop is not None and should_stop():
+                break
             guess = draft.propose(tokens, min(k, max_new_tokens - len(tokens) - 1))
             feed = torch.tensor([[tokens[-1], *guess]], device=inputs["input_ids"].device)
             out = model(input_ids=feed, cache=cache, use_cache=True)

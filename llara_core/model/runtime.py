@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from llara_core.language.actions import ActionKind, ActionStep
 from llara_core.language.objects import ObjectBox
-from llara_core.language.prompts import PromptStyle, query_prompt
+from llara_core.language.prompts import IMAGE_TOKEN, PromptStyle, query_prompt
 from llara_core.model.data import prompt_text
 from llara_core.model.decoding import FormatDraft, speculative_greedy
 from llara_core.model.folder import read_style, resolve_adapter
@@ -66,6 +66,19 @@ def check_device(device: str) -> None:
             raise UsageError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"device {device!r}: MPS is not available here; use cpu")
+
+
+def _stopping_criteria(stop: Callable[[int], bool]) -> Any:
+    """``generate()``'s per-row stop: row ``i`` is finished once ``stop(i)`` (transformers >= 4.39 reads a bool
+    tensor per row; a batch ends when every row is finished)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.tensor([stop(i) for i in range(input_ids.shape[0])], device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])
 
 
 class VLMPolicy:
@@ -158,8 +171,14 @@ class VLMPolicy:
         """The LLaVA human turn: inBC, or D-inBC when ``objects`` are given (:func:`query_prompt`)."""
         return query_prompt(instruction, objects, history, kind, self.style)
 
-    def generate(self, images: Sequence[Any], questions: Sequence[str]) -> list[str]:
-        """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image."""
+    def generate(
+        self, images: Sequence[Any], questions: Sequence[str], stop: Callable[[int], bool] | None = None
+    ) -> list[str]:
+        """Greedy answers to LLaVA-format questions (``<image>\\n…``), one per image.
+
+        ``stop(i)``, asked between decoding steps, ends answer ``i`` early (what a server does for a client that
+        left or a request past its deadline); that answer is then incomplete, and the caller drops it.
+        """
         import torch
         from PIL import Image
 
@@ -168,12 +187,43 @@ class VLMPolicy:
         enc = self.processor(images=pil, text=texts, return_tensors="pt", padding=True).to(self.device)
         tok = self.processor.tokenizer
         if self.draft is not None and len(pil) == 1:
-            ids, _ = speculative_greedy(self.model, enc, self.draft, self.max_new_tokens, tok.eos_token_id)
+            should_stop = (lambda: stop(0)) if stop is not None else None
+            ids, _ = speculative_greedy(self.model, enc, self.draft, self.max_new_tokens, tok.eos_token_id,
+                                        should_stop=should_stop)  # fmt: skip
             return [tok.decode(ids, skip_special_tokens=True).strip()]
+        extra: dict[str, Any] = {}
+        if stop is not None:
+            extra["stopping_criteria"] = _stopping_criteria(stop)
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False)
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False, **extra)
         new = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
+
+    @property
+    def context_length(self) -> int | None:
+        """The language model's context in tokens (``max_position_embeddings``), None where the config lacks it."""
+        cfg = getattr(self.model.config, "text_config", None) or self.model.config
+        n = getattr(cfg, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def prompt_counter(self) -> Callable[[str], int]:
+        """A function giving the tokens a question costs the model, its image's tokens included.
+
+        It tokenizes with its own copy of the tokenizer, so it may run on another
+        thread than the model's (a fast tokenizer shared across threads raises
+        "Already borrowed" when one of them sets padding, as the processor does).
+        """
+        import copy
+
+        tok = copy.deepcopy(self.processor.tokenizer)
+        image_tokens = int(getattr(self.model.config, "image_seq_length", 0) or 0)
+        processor = self.processor
+
+        def count(question: str) -> int:
+            ids = tok(prompt_text(processor, question), add_special_tokens=False, verbose=False)["input_ids"]
+            return len(ids) + question.count(IMAGE_TOKEN) * max(image_tokens - 1, 0)
+
+        return count
 
     def act(
         self,
