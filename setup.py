@@ -21,6 +21,7 @@ CONSOLE_SCRIPTS = [
     "action_node = llara_ros.action_node:main",
     "sim_node = llara_ros.sim_node:main",
     "policy_node = llara_ros.policy_node:main",
+    "console_node = llara_ros.console_node:main",
 ]
 
 setup(

@@ -12,6 +12,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -30,6 +31,9 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", PARAMS)),
             DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/llara.rviz"),
             DeclareLaunchArgument(
+                "console", default_value="false", description="serve the operator console on http://127.0.0.1:8088/"
+            ),
+            DeclareLaunchArgument(
                 "robot_state_publisher", default_value="true", description="publish TF of urdf/llara_arm.urdf"
             ),
             SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(share, "config", "fastdds.xml")),
@@ -45,6 +49,13 @@ def generate_launch_description() -> LaunchDescription:
                 namespace="",
                 parameters=[params],
                 output="screen",
+            ),
+            Node(
+                package="llara_ros",
+                executable="console_node",
+                name="console_node",
+                output="screen",
+                condition=IfCondition(LaunchConfiguration("console")),
             ),
             optional_node(
                 package="robot_state_publisher",

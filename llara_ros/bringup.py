@@ -41,6 +41,7 @@ NODES = {
     "action_node": "llara_ros.action_node:ActionNode",
     "policy_node": "llara_ros.policy_node:PolicyNode",
     "recorder_node": "llara_ros.recorder_node:RecorderNode",
+    "console_node": "llara_ros.console_node:ConsoleNode",
 }
 
 
@@ -199,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", help="comma-separated subset of its nodes (default: all of them)")
     p.add_argument("--in-process", action="store_true", help="one process, one MultiThreadedExecutor (default: off)")
     p.add_argument("--log-dir", help="write each node's output to LOG_DIR/<node>.log (default: the terminal)")
+    p.add_argument("--private", action="store_true",
+                   help="a private ROS graph: a free ROS_DOMAIN_ID, discovery limited to this machine (demos)")  # fmt: skip
     args = p.parse_args(argv)
     only = [n.strip() for n in args.nodes.split(",")] if args.nodes else None
     try:
+        if args.private:
+            print(isolate(), flush=True)
         if args.in_process:
             return run_in_process(args.params_file, only)
         procs = start(args.params_file, only, Path(args.log_dir) if args.log_dir else None)

@@ -71,6 +71,7 @@ DEPENDENCY_OF = {
             "openai",
             "httpx",
             "fastapi",
+            "starlette",
             "uvicorn",
             "ray",
         )
@@ -81,13 +82,16 @@ OPTIONAL = {"ray"}  # requirements-scale.txt
 
 
 def _launch_nodes(
-    path: Path, kinds: tuple[str, ...] = ("Node", "LifecycleNode", "optional_node")
+    path: Path, kinds: tuple[str, ...] = ("Node", "LifecycleNode", "optional_node"), conditional: bool = True
 ) -> list[tuple[str, str]]:
-    """(package, executable) of every Node(...) / LifecycleNode(...) / optional_node(...) in a launch file (ast)."""
+    """(package, executable) of every Node(...) / LifecycleNode(...) / optional_node(...) in a launch file (ast);
+    ``conditional=False`` leaves out the nodes a launch argument switches on (``condition=``)."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in kinds:
             kw = {k.arg: k.value for k in node.keywords}
+            if not conditional and "condition" in kw:
+                continue
             out.append((ast.literal_eval(kw["package"]), ast.literal_eval(kw["executable"])))
     return out
 
@@ -107,7 +111,7 @@ def test_launch_files_start_what_bringup_starts_from_the_same_parameter_files():
         tree = ast.parse(path.read_text())
         params = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                       and getattr(n.targets[0], "id", "") == "PARAMS")  # fmt: skip
-        ours = [exe for pkg, exe in _launch_nodes(path) if pkg == "llara_ros"]
+        ours = [exe for pkg, exe in _launch_nodes(path, conditional=False) if pkg == "llara_ros"]
         assert not [p for p, _ in _launch_nodes(path, ("Node",)) if p != "llara_ros"], (
             f"{path.name}: a node of another package must be an optional_node (a missing one fails the launch)"
         )

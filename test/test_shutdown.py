@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ros_helpers import GOOD_STEP, params_file, start_node, stop_nodes, wait_ready
 from rcl_interfaces.srv import ListParameters
+from ros_helpers import GOOD_STEP, params_file, start_node, stop_nodes, wait_ready
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
