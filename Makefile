@@ -92,7 +92,8 @@ mutation: $(STAMP)
 	$(VENV)/bin/mutmut run --max-children 2 || true
 	$(PY) scripts/mutation_report.py
 
-# LLaRA's inBC / D-inBC / D-inBC+aux comparison at small scale -> docs/RESULTS.md (~2 h on 2 CPU cores)
+# LLaRA's auxiliary-task claim at equal main-task exposure, early-stopped, 300 episodes x 3 variants x 3 seeds,
+# 50 held-out seeds per family, bootstrap CIs -> docs/RESULTS.md. Hours on 2 CPU cores; resumes where it stopped.
 ablation: $(STAMP)
 	$(PY) scripts/ablation.py
 

@@ -1,42 +1,52 @@
 #!/usr/bin/env python3
-"""LLaRA's ablation at small scale: inBC vs D-inBC vs D-inBC + auxiliary tasks, same demonstrations.
+"""LLaRA's auxiliary-task claim, tested fairly: inBC vs D-inBC vs D-inBC + aux at equal main-task exposure.
 
-    python scripts/ablation.py [--sizes 250,1000] [--seeds 0,1,2] [--steps 500] [--base-steps 1500]
-                               [--eval-episodes 10] [--data-l1 DIR --data-multi DIR] [--vision-model DIR]
+    python scripts/ablation.py [--sizes 300] [--seeds 0,1,2] [--check-every 100] [--patience 3]
+                               [--max-main-steps 3000] [--eval-episodes 50] [--workers 2]
 
 For every dataset size (number of demonstration episodes, 3/4 l1_placement and
 1/4 multi_step, seeds >= 10000) and training seed, one tiny LLaVA is finetuned
-per variant with the same step budget:
+per variant:
 
 - ``inbc``: inBC only;
 - ``d_inbc``: D-inBC only (object boxes in the prompt);
-- ``d_inbc_aux``: D-inBC plus the six auxiliary tasks, each at ratio 0.5 per step.
+- ``d_inbc_aux``: D-inBC plus the six auxiliary tasks, each at ratio 0.5 to the
+  demonstration steps — LLaRA *adds* these datasets to the training data.
+
+**Equal main-task exposure, near convergence.** Every variant is budgeted in
+main-task samples: a variant whose batches are 1/4 main task (D-inBC + six
+tasks at 0.5) takes 4× the optimizer steps for the same number of D-inBC
+samples. Its main-task validation loss (``val_kinds``: inBC or D-inBC alone, on
+``--val-fraction`` of the episodes held out) is checked every ``--check-every``
+main-task-equivalent steps, and training stops after ``--patience`` checks
+without improvement (or at ``--max-main-steps``); the best checkpoint is the
+model. The table reports the steps and main-task samples each model used.
 
 Every variant starts from one shared base, as LLaRA's all start from LLaVA-1.5:
-a tiny LLaVA whose vision tower is pretrained on object boxes (built here, or
-taken from --vision-model) and kept frozen, and whose projector and language
-model were trained --base-steps on localization questions about demonstration
-episodes that no variant trains on (LLaVA-1.5 had learned referring-expression
-grounding before LLaRA; a randomly initialised language model has not: the
-demo model needed 1500-3000 steps before it found a named object, more than
-this grid can afford per model on a CPU).
+a tiny LLaVA whose vision tower is pretrained on object boxes and kept frozen,
+and whose projector and language model were trained ``--base-steps`` on
+localization questions about demonstration episodes no variant trains on.
 The training seed sets the data order and mixture sampling.
 
-Each model is evaluated in closed loop on held-out seeds of every family (with
-the scene's boxes in the prompt for the D-inBC variants, as LLaRA evaluates
-D-inBC with detections). The table of mean ± std success per variant, size and
-family is written to docs/RESULTS.md after every model, with the raw numbers in
-docs/ablation.json; a finished model is skipped when the script runs again, so
-an interrupted run resumes. Order: seed by seed, so every cell fills before the
-second run of any. Time on two CPU cores: base 12 min, then 4.7-6.8 min per
-model (18 models, ~1.7 h). Not part of CI; `make ablation`.
+Each model is evaluated in closed loop on ``--eval-episodes`` held-out seeds of
+every family (the same seeds for every model; the scene's boxes in the prompt
+for the D-inBC variants), and probed directly on what the auxiliary tasks teach:
+localization accuracy and detection precision/recall on the frames of its
+held-out validation episodes. docs/RESULTS.md gets mean ± std over training
+seeds, a paired bootstrap 95 % confidence interval of (D-inBC + aux − D-inBC)
+per family, and a reading written from those numbers, after every model;
+docs/ablation.json the raw numbers. A finished model is skipped and an
+interrupted one resumes from its newest checkpoint (patience included), so the
+run continues across sessions. Not part of CI; ``make ablation``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -45,23 +55,30 @@ from pathlib import Path
 
 AUX = ("localization", "detection", "action_prediction", "future_prediction", "spatial_relationship",
        "temporal_relationship")  # fmt: skip
+#: name -> (mixture, main task kind, boxes in the prompt)
 VARIANTS = {
-    "inbc": ({"inbc": 1.0}, False),
-    "d_inbc": ({"d_inbc": 1.0}, True),
-    "d_inbc_aux": ({"d_inbc": 1.0, **dict.fromkeys(AUX, 0.5)}, True),
+    "inbc": ({"inbc": 1.0}, "inbc", False),
+    "d_inbc": ({"d_inbc": 1.0}, "d_inbc", True),
+    "d_inbc_aux": ({"d_inbc": 1.0, **dict.fromkeys(AUX, 0.5)}, "d_inbc", True),
 }
 SHARES = (("l1_placement", 0.75), ("multi_step", 0.25))
+COMPARE = ("d_inbc_aux", "d_inbc")  # the claim: auxiliary tasks on top of D-inBC
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="250,1000", help="demonstration episodes per dataset (comma list)")
+    ap.add_argument("--sizes", default="300", help="demonstration episodes per dataset (comma list)")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds (comma list)")
-    ap.add_argument("--steps", type=int, default=500, help="finetuning steps per model (same for every variant)")
+    ap.add_argument("--check-every", type=int, default=100, help="main-task steps between validation losses")
+    ap.add_argument("--patience", type=int, default=3, help="validations without improvement before stopping")
+    ap.add_argument("--max-main-steps", type=int, default=3000, help="main-task steps at most per model")
+    ap.add_argument("--val-fraction", type=float, default=0.1, help="episodes held out for validation and probes")
     ap.add_argument("--base-steps", type=int, default=1500, help="grounding steps of the shared base model")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--eval-episodes", type=int, default=10, help="held-out seeds per family")
+    ap.add_argument("--eval-episodes", type=int, default=50, help="held-out seeds per family")
+    ap.add_argument("--workers", type=int, default=2, help="evaluation processes")
+    ap.add_argument("--probe-frames", type=int, default=100, help="held-out records per probed kind")
     ap.add_argument("--data-l1", help="existing l1_placement demonstrations (all task kinds); generated if absent")
     ap.add_argument("--data-multi", help="existing multi_step demonstrations (all task kinds); generated if absent")
     ap.add_argument("--vision-model", help="a tiny model whose pretrained vision tower all runs share")
@@ -71,10 +88,11 @@ def main() -> int:
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
 
-    from llara_core.apps.evaluate import EvalConfig, evaluate
+    from llara_core.apps.evaluate import EvalConfig, evaluate, grounding_accuracy
+    from llara_core.datasets.mixing import split_by_episode
     from llara_core.fileio import atomic_write_json
     from llara_core.model.runtime import VLMPolicy
-    from llara_core.model.train import TrainConfig, train
+    from llara_core.model.train import TrainConfig, load_records, train
     from llara_core.sim.demonstrations import DemosConfig, generate_demos
     from llara_core.sim.tasks import FAMILIES
 
@@ -85,22 +103,16 @@ def main() -> int:
     for fam, share in SHARES:  # the largest size (smaller ones are subsets) and as many again for the base
         if not data[fam]:
             data[fam] = str(work / "data" / fam)
-            generate_demos(
-                DemosConfig(
-                    out=str(data[fam]),
-                    task_family=(fam,),
-                    episodes=2 * round(max(sizes) * share),
-                    seed=10000,
-                    record_hz=2.0,
-                )
-            )
+            if not (Path(data[fam]) / "data.json").is_file():
+                generate_demos(DemosConfig(out=str(data[fam]), task_family=(fam,),
+                                           episodes=2 * round(max(sizes) * share), seed=10000, record_hz=2.0))  # fmt: skip
     from llara_core.model.tiny import dataset_texts
 
     corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
     vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus, a)
     used = {fam: _episodes(fam, share, max(sizes)) for fam, share in SHARES}
     base = _grounded_base(work / "base", vision, corpus, data, used, a)
-    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    results: dict[str, dict[str, list[dict]]] = {}
     for size in sizes:
         for fam, share in SHARES:
             keep = _episodes(fam, share, size)
@@ -109,7 +121,8 @@ def main() -> int:
     for seed in seeds:
         for size in sizes:
             subset = work / f"subset_{size}"
-            for name, (mix, boxes) in VARIANTS.items():
+            datasets = [subset / fam for fam, _ in SHARES]
+            for name, (mix, main_kind, boxes) in VARIANTS.items():
                 key = f"{name}/{size}"
                 out = work / "models" / f"{name}_{size}_{seed}"
                 done = out / "ablation_row.json"  # a finished model is not trained or evaluated again
@@ -117,18 +130,38 @@ def main() -> int:
                     row = json.loads(done.read_text())
                 else:
                     t0 = time.perf_counter()
-                    cfg = TrainConfig(max_steps=a.steps, batch_size=a.batch_size, lr=a.lr, mix=mix,
-                                      val_fraction=0.0, save_steps=min(a.steps, 300), seed=seed, resume=True,
-                                      freeze_vision=True, progress=False)  # fmt: skip
-                    m = train([subset / "l1_placement", subset / "multi_step"], base, out, cfg)
-                    cfg = EvalConfig(task_family=tuple(FAMILIES), episodes=a.eval_episodes, d_inbc=boxes)
-                    res = evaluate(VLMPolicy.from_pretrained(out), cfg, out / "eval", progress=False)
+                    scale = sum(mix.values()) / mix[main_kind]  # optimizer steps per main-task step
+                    cfg = TrainConfig(max_steps=round(a.max_main_steps * scale), batch_size=a.batch_size, lr=a.lr,
+                                      mix=mix, val_fraction=a.val_fraction, val_kinds=(main_kind,),
+                                      eval_steps=round(a.check_every * scale), early_stopping_patience=a.patience,
+                                      schedule="wsd", seed=seed, resume=True, freeze_vision=True,
+                                      progress=False)  # fmt: skip
+                    m = train(datasets, base, out, cfg)
+                    t_train = time.perf_counter() - t0
+                    policy = VLMPolicy.from_pretrained(out)
+                    records, _roots, _ = load_records(datasets)
+                    _, val = split_by_episode(records, a.val_fraction, seed)  # the split train() made
+                    held = {r["id"].split("/")[0].split(":")[-1] for r in val}  # load_records prefixes "k:"
+                    probe = {fam: grounding_accuracy(policy, subset / fam, held, a.probe_frames)
+                             for fam, _ in SHARES}  # fmt: skip
+                    del policy
+                    ecfg = EvalConfig(task_family=tuple(FAMILIES), episodes=a.eval_episodes, d_inbc=boxes,
+                                      workers=a.workers)  # fmt: skip
+                    res = evaluate(functools.partial(VLMPolicy.from_pretrained, out), ecfg, out / "eval",
+                                   progress=False)  # fmt: skip
                     row = {fam: v["rate"] for fam, v in res["summary"]["families"].items()}
-                    row["train_loss"] = m["train_loss"]
+                    row["per_seed"] = {fam: [int(bool(r["success"])) for r in res["episodes"] if r["family"] == fam]
+                                       for fam in FAMILIES}  # fmt: skip
+                    row["steps"] = m["steps"]
+                    row["main_samples"] = round(m["steps"] * a.batch_size / scale)
+                    row["best_eval_loss"] = m["best_eval_loss"]
+                    row["stopped_early"] = m["steps"] < cfg.max_steps
+                    row["probe"] = probe
+                    row["minutes_train"] = t_train / 60
                     row["minutes"] = (time.perf_counter() - t0) / 60
                     atomic_write_json(done, row)
-                results.setdefault(key, {}).setdefault("runs", []).append(row)  # type: ignore[arg-type]
-                print(key, seed, row, flush=True)
+                results.setdefault(key, {}).setdefault("runs", []).append(row)
+                print(key, seed, {k: row[k] for k in (*FAMILIES, "steps", "minutes")}, flush=True)
                 _write(Path(a.docs), results, a, list(FAMILIES))
     return 0
 
@@ -205,35 +238,105 @@ def _subset(src: Path, dst: Path, keep: Callable[[str], bool]) -> None:
     atomic_write_json(dst / "data.json", recs)
 
 
+def paired_bootstrap(a: list[list[int]], b: list[list[int]], n: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Mean difference (a − b, points) and its 95 % bootstrap interval; ``a[s][j]``: success of training seed s's
+    model on evaluation seed j. The evaluation seeds are resampled (every model saw the same ones: paired)."""
+    runs = min(len(a), len(b))
+    m = min(len(x) for x in (*a[:runs], *b[:runs]))
+    diff = [statistics.mean(a[s][j] for s in range(runs)) - statistics.mean(b[s][j] for s in range(runs))
+            for j in range(m)]  # fmt: skip
+    rng = random.Random(seed)
+    boots = sorted(statistics.mean(rng.choices(diff, k=m)) for _ in range(n))
+    return {"diff": 100 * statistics.mean(diff), "lo": 100 * boots[int(0.025 * n)], "hi": 100 * boots[int(0.975 * n)],
+            "runs": runs, "episodes": m}  # fmt: skip
+
+
+def _mean_sd(xs: list[float]) -> str:
+    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.1f}"
+
+
 def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]) -> None:
     from llara_core.fileio import atomic_write_bytes, atomic_write_json
 
     docs.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(docs / "ablation.json", {"args": vars(a), "results": results})
+    sizes = [int(x) for x in a.sizes.split(",")]
+    stats = {}
+    for size in sizes:
+        with_aux, without = (results.get(f"{v}/{size}", {}).get("runs", []) for v in COMPARE)
+        if with_aux and without:
+            stats[size] = {f: paired_bootstrap([r["per_seed"][f] for r in with_aux], [r["per_seed"][f] for r in without])
+                           for f in families}  # fmt: skip
+    atomic_write_json(docs / "ablation.json", {"args": vars(a), "results": results, "aux_minus_no_aux": stats})
     done = sum(len(v["runs"]) for v in results.values())
-    total = len(a.sizes.split(",")) * len(a.seeds.split(",")) * len(VARIANTS)
+    total = len(sizes) * len(a.seeds.split(",")) * len(VARIANTS)
     lines = [
-        "# LLaRA ablation at small scale (closed-loop success in the simulator, %)",
+        "# LLaRA's auxiliary tasks, tested at equal main-task exposure (closed-loop success in the simulator, %)",
         "",
         f"Tiny LLaVA finetuned from one shared base (frozen pretrained vision tower; projector and language model "
-        f"trained {a.base_steps} steps on localization questions about episodes no variant uses), {a.steps} steps × "
-        f"batch {a.batch_size} per model, training seed = data order; {a.eval_episodes} held-out seeds per family; "
-        "mean ± std over training seeds. Produced by `scripts/ablation.py`; raw numbers in `ablation.json`.",
+        f"trained {a.base_steps} steps on localization questions about episodes no variant uses). Every variant sees "
+        f"the same main-task samples per step budget: auxiliary samples come as extra steps. Each model trained until "
+        f"its main-task validation loss ({a.val_fraction:.0%} of the episodes held out) did not improve for "
+        f"{a.patience} checks {a.check_every} main-task steps apart (at most {a.max_main_steps}), batch "
+        f"{a.batch_size}, lr {a.lr:g}; the best checkpoint is the model. {a.eval_episodes} held-out seeds per family, "
+        "the same for every model; mean ± std over training seeds. Produced by `scripts/ablation.py` (`make "
+        "ablation`); raw numbers in `ablation.json`.",
         "",
         f"**{done} of {total} models done.**" if done < total else f"All {total} models done.",
         "",
-        "| variant / episodes | runs | " + " | ".join(families) + " |",
-        "|---|---|" + "---|" * len(families),
+        "| variant / episodes | runs | " + " | ".join(families) + " | main-task steps used | minutes per model |",
+        "|---|---|" + "---|" * len(families) + "---|---|",
     ]
     order = {name: i for i, name in enumerate(VARIANTS)}
     for key, v in sorted(results.items(), key=lambda kv: (int(kv[0].split("/")[1]), order[kv[0].split("/")[0]])):
         runs = v["runs"]
-        cells = []
-        for f in families:
-            xs = [100 * r[f] for r in runs]
-            sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-            cells.append(f"{statistics.mean(xs):.1f} ± {sd:.1f}")
-        lines.append(f"| {key} | {len(runs)} | " + " | ".join(cells) + " |")
+        cells = [_mean_sd([100 * r[f] for r in runs]) for f in families]
+        used = ", ".join(str(r["main_samples"] // a.batch_size) for r in runs)
+        lines.append(f"| {key} | {len(runs)} | " + " | ".join(cells)
+                     + f" | {used} | {_mean_sd([r['minutes'] for r in runs])} |")  # fmt: skip
+    lines += ["", "## What the auxiliary tasks teach, measured directly (held-out validation frames)", "",
+              "| variant / episodes | localization accuracy (centre within 0.05) | detection recall | precision |",
+              "|---|---|---|---|"]  # fmt: skip
+    for key, v in sorted(results.items(), key=lambda kv: (int(kv[0].split("/")[1]), order[kv[0].split("/")[0]])):
+
+        def probe(field: str, metric: str, runs: list = v["runs"]) -> str:
+            xs = [100 * p[field][metric] for r in runs for p in r["probe"].values() if p[field][metric] is not None]
+            return _mean_sd(xs) if xs else "n/a"
+
+        lines.append(f"| {key} | {probe('localization', 'accuracy')} | {probe('detection', 'recall')} | "
+                     f"{probe('detection', 'precision')} |")  # fmt: skip
+    lines += ["", "## D-inBC + aux − D-inBC, per family (paired bootstrap over evaluation seeds)", ""]
+    if not stats:
+        lines.append("Not yet: both variants need at least one finished model.")
+    reading = []
+    for size, per in stats.items():
+        lines += [
+            f"{size} episodes:",
+            "",
+            "| family | difference (points) | 95 % CI | significant |",
+            "|---|---|---|---|",
+        ]
+        for f, st in per.items():
+            sig = st["lo"] > 0 or st["hi"] < 0
+            lines.append(f"| {f} | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | {'yes' if sig else 'no'} "
+                         f"({st['runs']} runs × {st['episodes']} seeds) |")  # fmt: skip
+            reading.append((size, f, st, sig))
+        lines.append("")
+    if reading:
+        gains = ", ".join(
+            f"{f} at {n} episodes (+{st['diff']:.1f})" for n, f, st, sig in reading if sig and st["diff"] > 0
+        )
+        losses = ", ".join(
+            f"{f} at {n} episodes ({st['diff']:.1f})" for n, f, st, sig in reading if sig and st["diff"] < 0
+        )
+        text = "" if done == total else f"Provisional: {done} of {total} models. "
+        text += (
+            f"The auxiliary tasks improved success significantly in {gains}. "
+            if gains
+            else ("No family shows a significant gain from the auxiliary tasks. ")
+        )
+        text += f"They hurt significantly in {losses}. " if losses else ""
+        text += "Elsewhere the 95 % interval contains zero: no difference this grid can resolve."
+        lines += ["## Reading", "", text]
     atomic_write_bytes(docs / "RESULTS.md", ("\n".join(lines) + "\n").encode())
 
 

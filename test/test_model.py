@@ -500,3 +500,77 @@ def test_cli_mistakes_are_one_line_not_a_traceback(tmp_path):
     )
     r = subprocess.run(f"{cmd} | head -c 1 >/dev/null", shell=True, capture_output=True, text=True, timeout=300)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_main_task_validation_loss(tiny, dataset, tmp_path):
+    """Stops ``patience`` validations after the best one, validated on the named kinds only, and the model written
+    is the best checkpoint's (its validation loss is the best one seen)."""
+    cfg = TrainConfig(max_steps=80, batch_size=2, lr=0.05, warmup_ratio=0.0, schedule="wsd", val_fraction=0.5,
+                      mix={"inbc": 1.0, "localization": 1.0}, val_kinds=("inbc",), eval_steps=2,
+                      early_stopping_patience=2, logging_steps=1, progress=False)  # fmt: skip
+    m = train([dataset], tiny, tmp_path / "es", cfg)
+    evals = [(e["step"], e["eval_loss"]) for e in m["log"] if "eval_loss" in e]
+    best_step, best = min(evals, key=lambda e: e[1])
+    assert m["steps"] < 80 and evals[-1][0] == best_step + 2 * cfg.eval_steps, evals  # two validations without gain
+    assert m["best_eval_loss"] == pytest.approx(best) and m["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert m["eval_loss"] == pytest.approx(best, rel=1e-4)  # the written model is the best one, not the last
+    assert m["train_counts"].keys() == {"inbc", "localization"}
+    with pytest.raises(ValueError, match="val_fraction"):
+        TrainConfig(early_stopping_patience=2, val_fraction=0.0)
+
+
+def test_grounding_accuracy_scores_localization_and_detection_answers(tiny, dataset):
+    import re
+
+    from llara_core.apps.evaluate import grounding_accuracy
+    from llara_core.datasets.reader import read_dataset
+
+    truth = {r["conversations"][0]["value"]: r["conversations"][1]["value"] for r in read_dataset(dataset)}
+
+    class Oracle:  # answers every question with the record's own answer: the scoring must give full marks
+        def generate(self, images, questions):
+            return [truth[q] for q in questions]
+
+    class Corner(Oracle):  # every box moved to the image's corner: outside the tolerance
+        def generate(self, images, questions):
+            far = "<b>(0.999, 0.999), {0.010, 0.010}</b>"
+            return [re.sub(r"<b>\(.*?</b>", far, t) for t in super().generate(images, questions)]
+
+    perfect = grounding_accuracy(Oracle(), dataset)
+    assert perfect["localization"]["n"] > 0 and perfect["localization"]["accuracy"] == 1.0
+    assert perfect["detection"]["recall"] == 1.0 and perfect["detection"]["precision"] == 1.0
+    off = grounding_accuracy(Corner(), dataset)
+    assert off["localization"]["accuracy"] < 0.5 and off["detection"]["recall"] < 0.5
+    real = grounding_accuracy(VLMPolicy.from_pretrained(tiny), dataset, limit=4)
+    assert real["localization"]["n"] == 4 and 0.0 <= real["localization"]["accuracy"] <= 1.0
+    held = grounding_accuracy(Oracle(), dataset, episodes={"nonexistent-000000"})
+    assert held["localization"] == {"n": 0, "accuracy": None}
+
+
+def test_the_ablation_script_runs_its_whole_grid_on_a_tiny_dataset_and_resumes(tmp_path):
+    """scripts/ablation.py end to end at toy scale (make ablation runs the real grid): data, shared base, the three
+    variants with early stopping, evaluation, probes, bootstrap; a second run skips every finished model."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "scripts" / "ablation.py"), "--sizes", "8", "--seeds", "0", "--check-every", "5",
+           "--patience", "1", "--max-main-steps", "10", "--base-steps", "5", "--vision-steps", "5", "--scenes", "10",
+           "--eval-episodes", "2", "--workers", "1", "--probe-frames", "4", "--batch-size", "4",
+           "--work", str(tmp_path / "work"), "--docs", str(tmp_path / "docs")]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads((tmp_path / "docs" / "ablation.json").read_text())
+    rows = {k: v["runs"][0] for k, v in out["results"].items()}
+    assert set(rows) == {"inbc/8", "d_inbc/8", "d_inbc_aux/8"}
+    # equal main-task exposure: the auxiliary variant took 4x the steps for the same main-task samples
+    assert rows["d_inbc_aux/8"]["steps"] == 4 * rows["d_inbc/8"]["steps"]
+    assert rows["d_inbc_aux/8"]["main_samples"] == rows["d_inbc/8"]["main_samples"]
+    assert all(len(r["per_seed"]["l1_placement"]) == 2 and r["probe"]["l1_placement"]["localization"]["n"] > 0
+               for r in rows.values())  # fmt: skip
+    assert set(out["aux_minus_no_aux"]["8"]) == {"l1_placement", "l2_combinatorial", "l3_novel", "multi_step"}
+    text = (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "All 3 models done." in text and "95 % CI" in text and "## Reading" in text
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "Writing model shards" not in again.stderr  # nothing trained again

@@ -64,6 +64,14 @@ class TrainConfig:
         "(kinds not named are dropped; unset: the dataset as it is)",
     )
     val_fraction: float = setting(0.05, "share of the episodes held out for validation")
+    val_kinds: tuple[str, ...] = setting(
+        (),
+        "task kinds the validation loss is computed on (empty: every kind trained), e.g. d_inbc alone to judge "
+        "the main task while auxiliary kinds are trained beside it",
+    )
+    early_stopping_patience: int = setting(
+        0, "stop after this many validation losses without improvement and keep the best checkpoint (0: off)"
+    )
     lora: bool | None = setting(
         None,
         "LoRA adapters on the language model's attention (unset: what the model folder records in "
@@ -105,6 +113,14 @@ class TrainConfig:
             from llara_core.datasets.records import check_kinds
 
             check_kinds(list(self.mix))
+        if self.val_kinds:
+            from llara_core.datasets.records import check_kinds
+
+            check_kinds(list(self.val_kinds))
+        if self.early_stopping_patience < 0:
+            raise ValueError("early_stopping_patience must be >= 0")
+        if self.early_stopping_patience and self.val_fraction == 0:
+            raise ValueError("early_stopping_patience needs validation episodes (val_fraction > 0)")
 
     def train_config(self) -> TrainConfig:
         """The configuration :func:`train` runs (a :class:`FinetuneConfig` fills in its recipe)."""
@@ -278,7 +294,14 @@ def train(
 ) -> dict[str, Any]:
     """Finetune ``base_model`` on ``datasets``; write the model and ``train_metrics.json`` into ``out``."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor, Trainer, TrainingArguments, set_seed
+    from transformers import (
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     cfg = config or TrainConfig()
     set_seed(cfg.seed)
@@ -310,8 +333,12 @@ def train(
     records, roots, prompting = load_records(datasets)  # refused before training when their wording differs
     train_recs, val_recs = split_by_episode(records, cfg.val_fraction, cfg.seed)
     train_recs = mix_records(train_recs, cfg.mix, cfg.seed)
-    if cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
+    if cfg.val_kinds:  # e.g. the main task alone, while auxiliary kinds train beside it
+        val_recs = take(val_recs, [i for i, k in enumerate(kinds_of(val_recs)) if k in cfg.val_kinds])
+    elif cfg.mix:  # validate on the kinds being trained, not on kinds the mixture leaves out
         val_recs = take(val_recs, [i for i, k in enumerate(kinds_of(val_recs)) if cfg.mix.get(k, 0) > 0])
+    if cfg.early_stopping_patience and not val_recs:
+        raise ValueError("early_stopping_patience: no validation records of the validated kinds after the split")
     if not train_recs:
         raise ValueError("no training records after the split and the mixture")
     train_ds = ConversationDataset(train_recs, roots, processor, cfg.cache_mb)
@@ -336,7 +363,11 @@ def train(
         eval_strategy="steps" if val_ds else "no",
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
+        # early stopping keeps the best checkpoint: one is saved at every validation
+        save_steps=cfg.eval_steps if cfg.early_stopping_patience else cfg.save_steps,
+        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
+        greater_is_better=False if cfg.early_stopping_patience else None,
+        restore_callback_states_from_checkpoint=bool(cfg.early_stopping_patience),  # patience survives a resume
         save_total_limit=2,
         bf16=cfg.bf16,
         fp16=cfg.fp16,
@@ -364,11 +395,15 @@ def train(
         train_dataset=train_ds,
         eval_dataset=val_ds,
         data_collator=partial(collate, pad_id=processor.tokenizer.pad_token_id),
+        callbacks=[EarlyStoppingCallback(cfg.early_stopping_patience)] if cfg.early_stopping_patience else None,
     )
     ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     resume_from = str(ckpts[-1]) if cfg.resume and ckpts else None
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
+    best = trainer.state.best_model_checkpoint if cfg.early_stopping_patience else None
+    if best and Path(best).is_dir():  # the weights of the best validation loss, through the same loader as resume
+        trainer._load_from_checkpoint(best)
     seconds = time.perf_counter() - t0
     metrics: dict[str, Any] = {
         "base_model": str(base),
@@ -380,6 +415,8 @@ def train(
         "steps": result.global_step,
         "resumed_from": resume_from,
         "train_loss": result.training_loss,
+        "best_checkpoint": best,
+        "best_eval_loss": trainer.state.best_metric if cfg.early_stopping_patience else None,
         "seconds": seconds,
         "config": {k: v for k, v in to_dict(cfg).items() if k != "progress"},
         "log": [e for e in trainer.state.log_history if "loss" in e or "eval_loss" in e],
