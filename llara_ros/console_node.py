@@ -60,6 +60,7 @@ class ConsoleNode(Node):
             "reject": self.create_client(Trigger, f"{c.action_node}/reject"),
             "start_episode": self.create_client(Trigger, f"{c.recorder_node}/start_episode"),
             "stop_episode": self.create_client(Trigger, f"{c.recorder_node}/stop_episode"),
+            "policy_reset": self.create_client(Trigger, f"{c.policy_node}/reset"),
         }
         self.mark_client: Any = self.create_client(SetBool, f"{c.recorder_node}/mark_episode")
         self.create_timer(1.0 / c.max_fps, self._render)

@@ -30,6 +30,7 @@ from serve_helpers import free_port
 from llara_core.apps.console import ConsoleConfig, teach_step
 from llara_core.language.actions import parse_actions
 from llara_core.sim.expert import expert_answers
+from llara_core.sim.tasks import make_task
 from llara_ros import bringup
 
 pytestmark = pytest.mark.ros
@@ -102,6 +103,7 @@ def loop(tmp_path_factory):
     port = free_port()
     params["console_node"]["ros__parameters"]["port"] = port
     params["sim_node"]["ros__parameters"]["real_time_factor"] = 1.0
+    params["recorder_node"]["ros__parameters"]["output_dir"] = str(work / "bags")
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     procs = bringup.start(work / "params.yaml", log_dir=work / "logs")
     arm = Arm()
@@ -219,19 +221,28 @@ def test_estop_stops_a_motion_and_refuses_actions_until_released(loop):
     _set_task(driver, "")
 
 
-def test_teach_two_clicks_make_the_action_text_and_the_arm_executes_it(loop):
-    driver, arm, work = loop.driver, loop.arm, loop.work
+def test_teach_by_clicking_records_an_episode_that_converts_into_the_taught_inbc_answer(loop):
     from selenium.webdriver.common.action_chains import ActionChains
 
+    from llara_core.datasets.bags import BagOptions
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
+    from llara_core.datasets.reader import read_dataset
+
+    driver, arm, work = loop.driver, loop.arm, loop.work
     seed = arm.client.reset()["seed"]  # a fresh scene; the operator teaches the expert's first step in it
-    _set_task(driver, "")  # no model answers while teaching
     time.sleep(1.0)
-    if _pending(driver):  # an answer that came before the task was cleared
+    if _pending(driver):  # the model answered the new scene's task before teach mode held it
         driver.find_element("id", "reject").click()
-    _until(lambda: not _pending(driver) and "(none)" in _text(driver, "curtask"), 20, "the task to clear")
-    time.sleep(1.0)
+    driver.find_element("id", "teach").click()  # teach mode: the policy is held
+    _until(lambda: "teach mode" in _text(driver, "notice"), 5, "teach mode")
+    instruction = make_task("l1_placement", seed).instruction
+    driver.find_element("id", "recstart").click()
+    _until(lambda: "episode" in _text(driver, "notice") and "bags" in _text(driver, "notice"), 10,
+           lambda: f"the recorder to start, not {_text(driver, 'notice')!r}")  # fmt: skip
+    _set_task(driver, instruction)  # recorded as the demonstration's instruction; the model stays out
+    time.sleep(1.5)
+    assert not _pending(driver), "the model answered while the operator teaches"
     img = driver.find_element("id", "frame")
-    driver.find_element("id", "teach").click()
     shown = img.size["width"]
     (expert,) = parse_actions(expert_answers("l1_placement", seed)[0]).steps
     # the pixels whose centres are nearest the expert's points, on the 224x224 frame
@@ -259,6 +270,27 @@ def test_teach_two_clicks_make_the_action_text_and_the_arm_executes_it(loop):
     driver.find_element("id", "approve").click()
     done = _until(lambda: arm.done[n:], 60, "the taught step's step_done")[0]
     assert done["step"] == want and done["ok"], done
+    time.sleep(1.0)  # the arm back up, recorded
+    driver.find_element("id", "marksuccess").click()
+    _until(lambda: "success" in _text(driver, "notice").lower() or "marked" in _text(driver, "notice").lower(), 5,
+           lambda: f"the mark, not {_text(driver, 'notice')!r}")  # fmt: skip
+    driver.find_element("id", "recstop").click()
+    time.sleep(1.0)
+    driver.find_element("id", "teach").click()  # teach mode off
+    bags = sorted(p for p in (work / "bags").iterdir() if p.is_dir())
+    assert len(bags) == 1, bags
+    pose = yaml.safe_load((ROOT / "config" / "console_demo.yaml").read_text())["action_node"]["ros__parameters"]
+    cfg = ConversionConfig(kinds=("inbc",), bag=BagOptions(camera_pose=tuple(pose["camera_pose"])))
+    report = convert_bags(bags, work / "taught_ds", cfg, progress=False)
+    assert report["skipped"] == [] and report["samples"]["inbc"] >= 1, report
+    (rec,) = [r for r in read_dataset(work / "taught_ds") if r["id"].endswith("/inbc/0000")]
+    assert instruction in rec["conversations"][0]["value"]
+    (learned,) = parse_actions(rec["conversations"][1]["value"]).steps[:1]
+    # the inBC answer is the taught step, as the arm did it (the grasp is refined onto the object's centre)
+    assert np.allclose(learned.pick, step.pick, atol=0.03) and np.allclose(learned.place, step.place, atol=0.03), (
+        learned,
+        step,
+    )
 
 
 def test_a_token_console_refuses_changes_without_it_and_bad_input_is_4xx(loop, tmp_path):

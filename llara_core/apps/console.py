@@ -59,6 +59,7 @@ class ConsoleConfig:
     max_task_chars: int = setting(2000, "longest task text accepted (413 beyond)")
     history: int = setting(50, "step_done reports kept for the page")
     action_node: str = setting("/action_node", "the action node whose ~/approve and ~/reject the page calls")
+    policy_node: str = setting("/policy_node", "the policy whose ~/reset holds it while the operator teaches")
     recorder_node: str = setting("/recorder_node", "the recorder whose episodes the page starts, stops and marks")
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class Bridge(Protocol):
     def set_task(self, text: str) -> None: ...
     def estop(self, on: bool) -> None: ...
     def send_action(self, text: str) -> None: ...
-    def call(self, service: str) -> tuple[bool, str]: ...  # approve | reject | start_episode | stop_episode
+    def call(self, service: str) -> tuple[bool, str]: ...  # approve reject start_episode stop_episode policy_reset
     def mark(self, success: bool) -> tuple[bool, str]: ...
 
 
@@ -100,6 +101,7 @@ class ConsoleState:
         self.taught = ""
         self.taught_at = 0.0
         self.estop = False
+        self.teaching = False  # the operator demonstrates: the policy is held (its ~/reset after every task)
         self.notice = ""
 
     def set_frame(self, jpeg: bytes, size: tuple[int, int]) -> None:
@@ -133,6 +135,7 @@ class ConsoleState:
                 "steps": list(self.steps),
                 "taught": self.taught,
                 "estop": self.estop,
+                "teaching": self.teaching,
                 "notice": self.notice,
             }
 
@@ -240,7 +243,27 @@ def create_console_app(state: ConsoleState, bridge: Bridge, cfg: ConsoleConfig) 
         if len(text) > cfg.max_task_chars:
             raise Refused(413, f"task over {cfg.max_task_chars} characters")
         bridge.set_task(text.strip())
+        with state.lock:
+            teaching = state.teaching
+        if teaching and text.strip():  # the task is recorded as the demonstration's instruction; the model stays out
+            ok, why = bridge.call("policy_reset")
+            if not ok:
+                return answered(False, f"task set, but the policy could not be held for teaching: {why}")
         return answered(True, f"task set: {text.strip()!r}" if text.strip() else "task cleared")
+
+    @app.post("/api/teach_mode")
+    async def teach_mode(request: Request) -> Any:
+        authorize(request)
+        on = (await body(request)).get("on")
+        if not isinstance(on, bool):
+            raise Refused(400, "on must be true or false")
+        with state.lock:
+            state.teaching = on
+        if on:
+            ok, why = bridge.call("policy_reset")  # the model stops querying until the next task
+            if not ok:
+                return answered(False, f"teach mode on, but the policy could not be held: {why}")
+        return answered(True, "teach mode: the model is held; click pick, then place" if on else "teach mode off")
 
     @app.post("/api/approve")
     def approve(request: Request) -> Any:
@@ -408,6 +431,7 @@ $("frame").addEventListener("click", async (ev) => {
     preview = j.text || ""; $("teachtext").textContent = preview; $("teachsend").disabled = !preview;
   } else { $("teachtext").textContent = "pick at (" + u + ", " + v + "): now click the place point"; $("teachsend").disabled = true; }
 });
+$("teach").onchange = () => { clicks = []; post("/api/teach_mode", {on: $("teach").checked}); };
 $("teachsend").onclick = async () => {
   if (clicks.length !== 2) return;
   await post("/api/teach", {pick: clicks[0], place: clicks[1], rotation: Number($("rotation").value), send: true});
