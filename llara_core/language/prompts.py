@@ -17,6 +17,7 @@ the seed); inference uses its first sentence. The auxiliary tasks' questions are
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import random
 import re
@@ -258,7 +259,7 @@ def parse_llara_prompt(text: str) -> LlaraPrompt | None:
 
 # -- profiles ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PromptProfile:
+class PromptProfile(abc.ABC):
     """One wording of the action prompts, and the answer length its models need.
 
     ``requests`` is the pool of request sentences (training draws one per sample, inference uses the first);
@@ -270,9 +271,10 @@ class PromptProfile:
     max_new_tokens: int
     requests: tuple[str, ...]
 
+    @abc.abstractmethod
     def action_prompt(self, instruction: str, objects: Sequence[ObjectBox] | None, history: Sequence[ActionStep],
                       kind: ActionKind, end_effector: str, request_index: int) -> str:  # fmt: skip
-        raise NotImplementedError
+        """The human turn of one query (``<image>`` first) in this profile's wording."""
 
 
 @dataclass(frozen=True)
