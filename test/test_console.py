@@ -229,7 +229,7 @@ def test_estop_stops_a_motion_and_refuses_actions_until_released(loop):
     _shot(driver, work, "estop")
     n = len(arm.done)
     _set_task(driver, "put the green block onto the pad")  # the model answers; the action node must refuse
-    refused = _until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 90, "an action refused under e-stop")
+    _until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 90, "an action refused under e-stop")
     assert not any(d["ok"] for d in arm.done[n:]), arm.done[n:]  # nothing executed while e-stopped
     assert arm.motion(0.5) < 1e-3
     driver.find_element("id", "release").click()
