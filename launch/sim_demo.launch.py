@@ -12,12 +12,11 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import Command, LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from llara_ros.launch_support import optional_node
+from llara_ros.launch_support import console_node, optional_node
 
 PARAMS = "sim_demo.yaml"
 
@@ -50,13 +49,7 @@ def generate_launch_description() -> LaunchDescription:
                 parameters=[params],
                 output="screen",
             ),
-            Node(
-                package="llara_ros",
-                executable="console_node",
-                name="console_node",
-                output="screen",
-                condition=IfCondition(LaunchConfiguration("console")),
-            ),
+            console_node(),
             optional_node(
                 package="robot_state_publisher",
                 executable="robot_state_publisher",

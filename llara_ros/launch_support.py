@@ -1,4 +1,4 @@
-"""What both launch files share: nodes of other packages that a launch may go without (RViz, robot_state_publisher).
+"""What both launch files share: nodes a launch may go without (RViz, robot_state_publisher, the console).
 
 A ``Node(package="rviz2", …)`` whose package is not installed makes ``ros2 launch``
 fail as a whole, after it has started the other nodes, which are then left
@@ -51,3 +51,13 @@ def optional_node(package: str, executable: str, enabled: str, **node_args: Any)
         return [Node(package=package, executable=executable, **node_args)]
 
     return OpaqueFunction(function=start, condition=IfCondition(LaunchConfiguration(enabled)))
+
+
+def console_node(enabled: str = "console") -> Any:
+    """The operator console (``console_node``), started when launch argument ``enabled`` is true."""
+    from launch.conditions import IfCondition
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    return Node(package="llara_ros", executable="console_node", name="console_node", output="screen",
+                condition=IfCondition(LaunchConfiguration(enabled)))  # fmt: skip

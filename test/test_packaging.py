@@ -150,7 +150,7 @@ def test_an_optional_node_is_started_only_where_ros2_run_would_find_it(tmp_path,
     assert "is not installed" in missing_executable("rviz2", "rviz2")
 
 
-def test_both_launch_files_let_the_user_switch_off_rviz_and_robot_state_publisher():
+def test_both_launch_files_let_the_user_switch_off_rviz_and_robot_state_publisher_and_on_the_console():
     for path in sorted((ROOT / "launch").glob("*.launch.py")):
         tree = ast.parse(path.read_text())
         declared = {ast.literal_eval(n.args[0]) for n in ast.walk(tree) if isinstance(n, ast.Call)
@@ -158,6 +158,10 @@ def test_both_launch_files_let_the_user_switch_off_rviz_and_robot_state_publishe
         enabled = {ast.literal_eval(k.value) for n in ast.walk(tree) if isinstance(n, ast.Call)
                    and getattr(n.func, "id", "") == "optional_node" for k in n.keywords if k.arg == "enabled"}  # fmt: skip
         assert enabled == {"rviz", "robot_state_publisher"} and enabled <= declared, path.name
+        consoles = [
+            n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "console_node"
+        ]
+        assert len(consoles) == 1 and "console" in declared, path.name  # console:=true adds the operator console
 
 
 def _imported_modules(*packages: str) -> set[str]:
