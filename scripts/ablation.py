@@ -216,7 +216,7 @@ def _grounded_base(
     for fam, _ in SHARES:
         _subset(Path(data[fam]), rest / fam, lambda ep, fam=fam: ep not in used[fam])
     cfg = TrainConfig(max_steps=a.base_steps, batch_size=a.batch_size, lr=a.lr, mix={"localization": 3.0},
-                      val_fraction=0.0, save_steps=max(a.base_steps, 1), seed=0, resume=True, freeze_vision=True,
+                      val_fraction=0.0, save_steps=max(min(a.base_steps, 250), 1), seed=0, resume=True, freeze_vision=True,
                       progress=False)  # fmt: skip
     m = train([rest / fam for fam, _ in SHARES], init, path, cfg)
     print(f"grounded base: {m['steps']} steps, loss {m['train_loss']:.3f}, {m['seconds'] / 60:.1f} min", flush=True)
