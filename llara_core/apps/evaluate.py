@@ -249,7 +249,7 @@ def grounding_accuracy(
             chosen[kind].append(rec)
 
     def answers(recs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
         for i in range(0, len(recs), batch):
             part = recs[i : i + batch]
             images = [Image.open(root / r["image"]).convert("RGB") for r in part]
