@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """LLaRA's auxiliary-task claim, tested fairly: inBC vs D-inBC vs D-inBC + aux at equal main-task exposure.
 
-    python scripts/ablation.py [--sizes 300] [--seeds 0,1,2] [--check-every 100] [--patience 3]
+    python scripts/ablation.py [--sizes 300] [--seeds 0,1,2] [--check-every 100] [--patience 4]
                                [--max-main-steps 3000] [--eval-episodes 50] [--workers 2]
 
 For every dataset size (number of demonstration episodes, 3/4 l1_placement and
@@ -18,9 +18,9 @@ main-task samples: a variant whose batches are 1/4 main task (D-inBC + six
 tasks at 0.5) takes 4× the optimizer steps for the same number of D-inBC
 samples. Its main-task validation loss (``val_kinds``: inBC or D-inBC alone, on
 ``--val-fraction`` of the episodes held out) is checked every ``--check-every``
-main-task-equivalent steps, and training stops after ``--patience`` checks
-without improvement (or at ``--max-main-steps``); the best checkpoint is the
-model. The table reports the steps and main-task samples each model used.
+main-task-equivalent steps; the learning rate is halved after two checks without
+improvement (``--schedule plateau``) and training stops after ``--patience``
+(or at ``--max-main-steps``); the best checkpoint is the model. The table reports the steps and main-task samples each model used.
 
 Every variant starts from one shared base, as LLaRA's all start from LLaVA-1.5:
 a tiny LLaVA whose vision tower is pretrained on object boxes and kept frozen,
@@ -70,7 +70,10 @@ def main() -> int:
     ap.add_argument("--sizes", default="300", help="demonstration episodes per dataset (comma list)")
     ap.add_argument("--seeds", default="0,1,2", help="training seeds (comma list)")
     ap.add_argument("--check-every", type=int, default=100, help="main-task steps between validation losses")
-    ap.add_argument("--patience", type=int, default=3, help="validations without improvement before stopping")
+    ap.add_argument("--patience", type=int, default=4, help="validations without improvement before stopping")
+    # A constant rate stopped the first real model at 600 steps, useless in closed loop (0-2 %): the validation loss
+    # bottomed out while the rate stayed at 1e-3. Halving it on a plateau lets training settle before it stops.
+    ap.add_argument("--schedule", default="plateau", choices=("plateau", "wsd"), help="learning-rate schedule")
     ap.add_argument("--max-main-steps", type=int, default=3000, help="main-task steps at most per model")
     ap.add_argument("--val-fraction", type=float, default=0.1, help="episodes held out for validation and probes")
     ap.add_argument("--base-steps", type=int, default=1500, help="grounding steps of the shared base model")
@@ -134,7 +137,7 @@ def main() -> int:
                     cfg = TrainConfig(max_steps=round(a.max_main_steps * scale), batch_size=a.batch_size, lr=a.lr,
                                       mix=mix, val_fraction=a.val_fraction, val_kinds=(main_kind,),
                                       eval_steps=round(a.check_every * scale), early_stopping_patience=a.patience,
-                                      schedule="wsd", seed=seed, resume=True, freeze_vision=True,
+                                      schedule=a.schedule, seed=seed, resume=True, freeze_vision=True,
                                       progress=False)  # fmt: skip
                     m = train(datasets, base, out, cfg)
                     t_train = time.perf_counter() - t0
@@ -277,7 +280,7 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         f"the same main-task samples per step budget: auxiliary samples come as extra steps. Each model trained until "
         f"its main-task validation loss ({a.val_fraction:.0%} of the episodes held out) did not improve for "
         f"{a.patience} checks {a.check_every} main-task steps apart (at most {a.max_main_steps}), batch "
-        f"{a.batch_size}, lr {a.lr:g}; the best checkpoint is the model. {a.eval_episodes} held-out seeds per family, "
+        f"{a.batch_size}, lr {a.lr:g} ({a.schedule} schedule); the best checkpoint is the model. {a.eval_episodes} held-out seeds per family, "
         "the same for every model; mean ± std over training seeds. Produced by `scripts/ablation.py` (`make "
         "ablation`); raw numbers in `ablation.json`.",
         "",

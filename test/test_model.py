@@ -574,3 +574,17 @@ def test_the_ablation_script_runs_its_whole_grid_on_a_tiny_dataset_and_resumes(t
     assert "All 3 models done." in text and "95 % CI" in text and "## Reading" in text
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Writing model shards" not in again.stderr  # nothing trained again
+
+
+def test_plateau_schedule_halves_the_rate_when_the_validation_loss_stalls(tiny, dataset, tmp_path):
+    from itertools import pairwise
+
+    cfg = TrainConfig(max_steps=60, batch_size=2, lr=0.05, warmup_ratio=0.0, schedule="plateau", val_fraction=0.5,
+                      mix={"inbc": 1.0}, eval_steps=2, early_stopping_patience=4, logging_steps=1,
+                      progress=False)  # fmt: skip
+    m = train([dataset], tiny, tmp_path / "plateau", cfg)
+    lrs = [e["learning_rate"] for e in m["log"] if "learning_rate" in e]
+    assert lrs[0] == pytest.approx(cfg.lr) and all(a >= b for a, b in pairwise(lrs)), lrs
+    assert min(lrs) <= cfg.lr / 2 + 1e-12, lrs  # halved at least once before the early stop
+    with pytest.raises(ValueError, match="plateau"):
+        TrainConfig(schedule="plateau", val_fraction=0.0)

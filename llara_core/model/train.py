@@ -53,8 +53,10 @@ class TrainConfig:
     lr: float = setting(1e-3, "peak learning rate")
     warmup_ratio: float = setting(0.03, "share of the steps spent warming the rate up")
     # The tiny model finds the named object late; a cosine schedule has already lowered the rate by then.
-    schedule: Literal["cosine", "wsd"] = setting(
-        "cosine", "learning rate: cosine decay, or wsd (warmup, constant, cosine decay over the last decay_ratio)"
+    schedule: Literal["cosine", "wsd", "plateau"] = setting(
+        "cosine",
+        "learning rate: cosine decay, wsd (warmup, constant, cosine decay over the last decay_ratio), or plateau "
+        "(constant, halved after two validations without improvement: for early stopping, where the end is unknown)",
     )
     decay_ratio: float = setting(0.2, "wsd: share of the steps spent decaying")
     weight_decay: float = setting(0.0, "AdamW weight decay")
@@ -119,8 +121,8 @@ class TrainConfig:
             check_kinds(list(self.val_kinds))
         if self.early_stopping_patience < 0:
             raise ValueError("early_stopping_patience must be >= 0")
-        if self.early_stopping_patience and self.val_fraction == 0:
-            raise ValueError("early_stopping_patience needs validation episodes (val_fraction > 0)")
+        if (self.early_stopping_patience or self.schedule == "plateau") and self.val_fraction == 0:
+            raise ValueError("early_stopping_patience and schedule plateau need validation episodes (val_fraction > 0)")
 
     def train_config(self) -> TrainConfig:
         """The configuration :func:`train` runs (a :class:`FinetuneConfig` fills in its recipe)."""
@@ -345,7 +347,12 @@ def train(
     val_ds = ConversationDataset(val_recs, roots, processor, cfg.cache_mb / 10) if val_recs else None
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.batch_size * cfg.grad_accum))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * steps_per_epoch)
-    schedule_kwargs = {"num_decay_steps": max(1, round(cfg.decay_ratio * total_steps))} if cfg.schedule == "wsd" else {}
+    schedule_kwargs: dict[str, Any] = {}
+    if cfg.schedule == "wsd":
+        schedule_kwargs = {"num_decay_steps": max(1, round(cfg.decay_ratio * total_steps))}
+    elif cfg.schedule == "plateau":
+        schedule_kwargs = {"factor": 0.5, "patience": 1}
+    on_validation = bool(cfg.early_stopping_patience) or cfg.schedule == "plateau"  # both read eval_loss
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -356,7 +363,7 @@ def train(
         max_steps=cfg.max_steps,
         warmup_steps=max(0, round(cfg.warmup_ratio * total_steps)),
         weight_decay=cfg.weight_decay,
-        lr_scheduler_type="warmup_stable_decay" if cfg.schedule == "wsd" else "cosine",
+        lr_scheduler_type={"wsd": "warmup_stable_decay", "plateau": "reduce_lr_on_plateau"}.get(cfg.schedule, "cosine"),
         lr_scheduler_kwargs=schedule_kwargs,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         logging_steps=cfg.logging_steps,
@@ -365,8 +372,8 @@ def train(
         save_strategy="steps",
         # early stopping keeps the best checkpoint: one is saved at every validation
         save_steps=cfg.eval_steps if cfg.early_stopping_patience else cfg.save_steps,
-        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
-        greater_is_better=False if cfg.early_stopping_patience else None,
+        metric_for_best_model="eval_loss" if on_validation else None,
+        greater_is_better=False if on_validation else None,
         restore_callback_states_from_checkpoint=bool(cfg.early_stopping_patience),  # patience survives a resume
         save_total_limit=2,
         bf16=cfg.bf16,
