@@ -82,11 +82,12 @@ def run_node(make: Callable[[], Node], name: str, args: list[str] | None = None,
         pass
     finally:
         why = stop.signal or why
+        _drain(executor)  # callbacks already handed out (a lifecycle autostart, a service) end before close()
         close = getattr(node, "close", None)
         if callable(close):
             close(f"shutdown ({why})")
-        node.get_logger().info(f"shut down ({why})")
         _drain(executor)
+        node.get_logger().info(f"shut down ({why})")
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
