@@ -502,21 +502,42 @@ def test_cli_mistakes_are_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
 
-def test_early_stopping_keeps_the_weights_of_the_best_main_task_validation_loss(tiny, dataset, tmp_path):
+@pytest.mark.parametrize("metric", ["loss", "token_accuracy"])
+def test_early_stopping_keeps_the_weights_of_the_best_main_task_validation(metric, tiny, dataset, tmp_path):
     """Stops ``patience`` validations after the best one, validated on the named kinds only, and the model written
-    is the best checkpoint's (its validation loss is the best one seen)."""
+    is the best checkpoint's (its validation figure is the best one seen: lowest loss or highest accuracy)."""
     cfg = TrainConfig(max_steps=80, batch_size=2, lr=0.05, warmup_ratio=0.0, schedule="wsd", val_fraction=0.5,
                       mix={"inbc": 1.0, "localization": 1.0}, val_kinds=("inbc",), eval_steps=2,
-                      early_stopping_patience=2, logging_steps=1, progress=False)  # fmt: skip
+                      early_stopping_patience=2, val_metric=metric, logging_steps=1, progress=False)  # fmt: skip
     m = train([dataset], tiny, tmp_path / "es", cfg)
-    evals = [(e["step"], e["eval_loss"]) for e in m["log"] if "eval_loss" in e]
-    best_step, best = min(evals, key=lambda e: e[1])
+    key = f"eval_{metric}"
+    evals = [(e["step"], e[key]) for e in m["log"] if key in e]
+    # the first of equal figures is the best: a tie is no improvement
+    best_step, best = min(evals, key=lambda e: (e[1], e[0]) if metric == "loss" else (-e[1], e[0]))
     assert m["steps"] < 80 and evals[-1][0] == best_step + 2 * cfg.eval_steps, evals  # two validations without gain
-    assert m["best_eval_loss"] == pytest.approx(best) and m["best_checkpoint"].endswith(f"checkpoint-{best_step}")
-    assert m["eval_loss"] == pytest.approx(best, rel=1e-4)  # the written model is the best one, not the last
+    assert m["val_metric"] == metric and m["best_metric"] == pytest.approx(best)
+    assert m["best_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert m[metric if metric != "loss" else "eval_loss"] == pytest.approx(best, rel=1e-4)  # the best, not the last
     assert m["train_counts"].keys() == {"inbc", "localization"}
+    held = {r["id"].split("/")[0] for r in read_dataset(dataset)}
+    assert m["val_episodes"] and {e.split(":")[-1] for e in m["val_episodes"]} < held  # half the episodes
     with pytest.raises(ValueError, match="val_fraction"):
         TrainConfig(early_stopping_patience=2, val_fraction=0.0)
+
+
+def test_answer_token_accuracy_scores_the_shifted_answer_tokens_only():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from llara_core.model.train import answer_token_accuracy
+
+    labels = np.array([[-100, -100, 5, 6, 7], [-100, 8, 9, -100, -100]])
+    right = np.array([[0, 5, 6, 7, 1], [8, 9, 3, 3, 3]])  # position t predicts the label at t + 1
+    assert answer_token_accuracy(SimpleNamespace(predictions=right, label_ids=labels)) == {"token_accuracy": 1.0}
+    wrong = right.copy()
+    wrong[0, 2] = 0  # one of five answer tokens
+    assert answer_token_accuracy(SimpleNamespace(predictions=wrong, label_ids=labels))["token_accuracy"] == 0.8
 
 
 def test_grounding_accuracy_scores_localization_and_detection_answers(tiny, dataset):
