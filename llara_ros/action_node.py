@@ -75,6 +75,7 @@ from llara_ros.backends import (
     JointTrajectoryExecutor,
     MoveItConfig,
     MoveItExecutor,
+    wait_acked,
 )
 from llara_ros.conversions import camera_info_to_model, image_msg_to_array, image_msg_to_rgb
 from llara_ros.params import declare_config, read_config
@@ -402,17 +403,11 @@ class ActionNode(LifecycleNode):
         (bounded: a step_done that cannot go out within 1 s is not waited for)."""
         self._halt(reason)
         self._wait_worker(1.0)
-        # the hold and the last step_done must reach their readers before the process ends: a reliable writer
-        # destroyed at once can drop what is not yet acknowledged (seen under load: the hold never arrived)
-        from rclpy.duration import Duration
-
-        pubs = [self.done_pub, *(getattr(self.motion, name, None) for name in ("traj_pub", "grip_pub"))]
-        for pub in pubs:
-            if pub is not None and self.context.ok():
-                try:
-                    pub.wait_for_all_acked(Duration(seconds=0.5))
-                except RCLError:
-                    pass
+        # the hold and the last step_done reach their readers before the process ends
+        if self.motion is not None and self.context.ok():
+            self.motion.flush(0.5)
+        if self.context.ok():
+            wait_acked((self.done_pub,), 0.5)
 
     def _halt(self, why: str) -> None:
         """Stop motion; a plan waiting for approval is answered now, an executing one by its worker."""

@@ -94,7 +94,26 @@ class Executor(Protocol):
 
     def hold(self) -> None: ...
 
+    def flush(self, timeout_s: float) -> None:
+        """Wait (bounded) until what was commanded reached its readers: the process may end right after."""
+
     def close(self) -> None: ...
+
+
+def wait_acked(publishers: Any, timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` per publisher for its reliable readers to acknowledge every message.
+
+    A reliable writer destroyed at once can drop what is not yet acknowledged (seen under load at shutdown: the
+    hold trajectory never arrived). The context can go down between the check and the call (a second signal).
+    """
+    from rclpy.duration import Duration as RclpyDuration
+    from rclpy._rclpy_pybind11 import RCLError  # not re-exported by rclpy.exceptions
+
+    for pub in publishers:
+        try:
+            pub.wait_for_all_acked(RclpyDuration(seconds=timeout_s))
+        except RCLError:
+            return
 
 
 class DryRunExecutor:
@@ -107,6 +126,9 @@ class DryRunExecutor:
         return None
 
     def hold(self) -> None:
+        return None
+
+    def flush(self, timeout_s: float) -> None:
         return None
 
     def close(self) -> None:
@@ -152,6 +174,10 @@ class JointTrajectoryExecutor:
         self.clock = node.get_clock()  # ROS time: the simulator's /clock with use_sim_time, else wall time
         self.traj_pub = publisher(node, topics.JOINT_TRAJECTORY, topics.trajectory_topic(cfg.controller), True)
         self.grip_pub = publisher(node, topics.GRIPPER_COMMAND, cfg.gripper_command_topic, True)
+
+    def flush(self, timeout_s: float) -> None:
+        """The hold and gripper commands acknowledged by the controller before the process ends."""
+        wait_acked((self.traj_pub, self.grip_pub), timeout_s)
 
     def close(self) -> None:
         """Destroy the publishers (the node's cleanup)."""
@@ -312,6 +338,10 @@ class MoveItExecutor:
         manager = getattr(self.moveit, "get_trajactory_execution_manager", None)
         if manager is not None:
             manager().stop_execution()
+
+    def flush(self, timeout_s: float) -> None:
+        """Nothing to wait for: MoveItPy's stop_execution returns once the controllers were told."""
+        return None
 
     def close(self) -> None:
         """Stop any execution; MoveItPy owns its own node and shuts down with the process."""

@@ -113,6 +113,25 @@ class Robot:
         self.node.destroy_node()
 
 
+def wait_for(pred, timeout: float, poll: float = 0.05):
+    """``pred()``'s first truthy value within ``timeout`` seconds, else None (the caller says what failed)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if got := pred():
+            return got
+        time.sleep(poll)
+    return None
+
+
+def until(pred, timeout: float, what, poll: float = 0.1):
+    """:func:`wait_for` that fails the test: ``what`` (a string, or a callable giving one at the timeout) names
+    what was awaited."""
+    got = wait_for(pred, timeout, poll)
+    if not got:
+        raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
+    return got
+
+
 def wait_ready(robot: Robot, timeout: float = 30.0) -> None:
     """Wait until the action node is active (it refuses an empty text then for the text, not for its state)."""
     end = time.monotonic() + timeout

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from ros_helpers import until
 from serve_helpers import free_port
 
 from llara_core.apps.console import ConsoleConfig, teach_step
@@ -132,18 +133,6 @@ def _text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
 
-def _until(pred, timeout: float, what):
-    """pred()'s first truthy value within ``timeout``; ``what`` (a string, or a callable giving one at the
-    timeout) says what was awaited."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-
-
 def _shot(driver, work: Path, name: str) -> None:
     path = work / f"console-{name}.png"
     driver.save_screenshot(str(path))
@@ -178,14 +167,14 @@ def _quiet(driver) -> None:
 
 def test_the_page_shows_live_frames_the_answer_and_the_states(loop):
     driver, work = loop.driver, loop.work
-    first = int(_until(lambda: int(_text(driver, "seq") or 0) > 0 and _text(driver, "seq"), 60, "a frame"))
-    _until(lambda: int(_text(driver, "seq")) > first + 3, 10, "the view to change")
+    first = int(until(lambda: int(_text(driver, "seq") or 0) > 0 and _text(driver, "seq"), 60, "a frame"))
+    until(lambda: int(_text(driver, "seq")) > first + 3, 10, "the view to change")
     assert driver.execute_script("return document.getElementById('frame').naturalWidth") == 224
-    _until(lambda: "active" in _text(driver, "action"), 60, "the action node to be active")
+    until(lambda: "active" in _text(driver, "action"), 60, "the action node to be active")
     assert _text(driver, "mode") == "LIVE: joint_trajectory"
-    _until(lambda: _pending(driver), 90, "the model's answer to wait for approval")  # the sim's first task
+    until(lambda: _pending(driver), 90, "the model's answer to wait for approval")  # the sim's first task
     assert "Pick up" in _text(driver, "answer") and "parses" in _text(driver, "parse")
-    _until(lambda: "model p50" in _text(driver, "latency"), 5, "the model's latency")
+    until(lambda: "model p50" in _text(driver, "latency"), 5, "the model's latency")
     _shot(driver, work, "pending")
 
 
@@ -194,47 +183,47 @@ def test_approve_executes_the_pending_plan_and_reject_moves_nothing(loop):
     if not _pending(driver):  # (the sim's first task gave one in the test before)
         _quiet(driver)
         _set_task(driver, "put the green block onto the pad")
-        _until(lambda: _pending(driver), 90, "a plan to approve")
+        until(lambda: _pending(driver), 90, "a plan to approve")
     n = len(arm.done)
     driver.find_element("id", "approve").click()
-    _until(lambda: arm.motion(0.3) > 1e-3, 10, "the arm to move after Approve")
-    done = _until(lambda: arm.done[n:], 60, "the approved step's step_done")[0]
+    until(lambda: arm.motion(0.3) > 1e-3, 10, "the arm to move after Approve")
+    done = until(lambda: arm.done[n:], 60, "the approved step's step_done")[0]
     assert done["ok"], done
-    _until(lambda: "done" in _text(driver, "steps"), 5, "the step in the page's history")
+    until(lambda: "done" in _text(driver, "steps"), 5, "the step in the page's history")
     _shot(driver, work, "approved")
     _set_task(driver, "put the green block onto the pad")  # the next episode's task, from the page's task box
-    _until(lambda: _pending(driver), 90, "the next plan")
+    until(lambda: _pending(driver), 90, "the next plan")
     n = len(arm.done)
     driver.find_element("id", "reject").click()
-    done = _until(lambda: arm.done[n:], 10, "the rejected step's step_done")[0]
+    done = until(lambda: arm.done[n:], 10, "the rejected step's step_done")[0]
     assert not done["ok"] and done["reason"] == "rejected by the operator", done
     assert arm.motion(1.0) < 1e-3  # nothing moved
-    _until(lambda: "rejected by the operator" in _text(driver, "steps"), 5, "the rejection in the page's history")
+    until(lambda: "rejected by the operator" in _text(driver, "steps"), 5, "the rejection in the page's history")
 
 
 def test_estop_stops_a_motion_and_refuses_actions_until_released(loop):
     driver, arm, work = loop.driver, loop.arm, loop.work
     _quiet(driver)
     _set_task(driver, "put the green block onto the pad")
-    _until(lambda: _pending(driver), 90, "a plan to approve")
+    until(lambda: _pending(driver), 90, "a plan to approve")
     driver.find_element("id", "approve").click()
-    _until(lambda: arm.motion(0.2) > 1e-3, 10, "the arm to move")
+    until(lambda: arm.motion(0.2) > 1e-3, 10, "the arm to move")
     n = len(arm.done)
     driver.find_element("id", "estop").click()
     time.sleep(0.5)
     assert arm.motion(0.5) < 1e-3, "the arm still moves 0.5 s after E-STOP"
-    stopped = _until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 5, "the stopped step's step_done")
+    stopped = until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 5, "the stopped step's step_done")
     assert not stopped[0]["ok"], stopped
-    _until(lambda: "E-STOPPED" in _text(driver, "estopstate"), 5, "the page to show the e-stop")
+    until(lambda: "E-STOPPED" in _text(driver, "estopstate"), 5, "the page to show the e-stop")
     _shot(driver, work, "estop")
     n = len(arm.done)
     _set_task(driver, "put the green block onto the pad")  # the model answers; the action node must refuse
-    _until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 90, "an action refused under e-stop")
+    until(lambda: [d for d in arm.done[n:] if "estop" in d["reason"]], 90, "an action refused under e-stop")
     assert not any(d["ok"] for d in arm.done[n:]), arm.done[n:]  # nothing executed while e-stopped
     assert arm.motion(0.5) < 1e-3
     driver.find_element("id", "release").click()
     driver.switch_to.alert.accept()  # the deliberate release: a confirmation
-    _until(lambda: "E-STOPPED" not in _text(driver, "estopstate"), 5, "the release")
+    until(lambda: "E-STOPPED" not in _text(driver, "estopstate"), 5, "the release")
     _set_task(driver, "")
 
 
@@ -250,10 +239,10 @@ def test_teach_by_clicking_records_an_episode_that_converts_into_the_taught_inbc
     time.sleep(1.0)
     _quiet(driver)  # the model may have answered the new scene's task before teach mode holds it
     driver.find_element("id", "teach").click()  # teach mode: the policy is held
-    _until(lambda: "teach mode" in _text(driver, "notice"), 5, "teach mode")
+    until(lambda: "teach mode" in _text(driver, "notice"), 5, "teach mode")
     instruction = make_task("l1_placement", seed).instruction
     driver.find_element("id", "recstart").click()
-    _until(lambda: "episode" in _text(driver, "notice") and "bags" in _text(driver, "notice"), 10,
+    until(lambda: "episode" in _text(driver, "notice") and "bags" in _text(driver, "notice"), 10,
            lambda: f"the recorder to start, not {_text(driver, 'notice')!r}")  # fmt: skip
     _set_task(driver, instruction)  # recorded as the demonstration's instruction; the model stays out
     time.sleep(1.5)
@@ -274,21 +263,21 @@ def test_teach_by_clicking_records_an_episode_that_converts_into_the_taught_inbc
     click(*picks["place"])
     want = teach_step(picks["pick"], picks["place"], (224, 224))
     shown_text = lambda: " ".join(_text(driver, "teachtext").split())  # noqa: E731  (a browser folds spaces)
-    _until(lambda: shown_text() == " ".join(want.split()), 5,
+    until(lambda: shown_text() == " ".join(want.split()), 5,
            lambda: f"the taught text {want!r}, not {shown_text()!r}")  # fmt: skip
     (step,) = parse_actions(want).steps
     for got, (u, v) in ((step.pick, picks["pick"]), (step.place, picks["place"])):
         assert got == (round((u + 0.5) / 224, 3), round((v + 0.5) / 224, 3))  # the project's pixel convention
     n = len(arm.done)
     driver.find_element("id", "teachsend").click()
-    _until(lambda: _pending(driver), 10, "the taught step to wait for approval")
+    until(lambda: _pending(driver), 10, "the taught step to wait for approval")
     _shot(driver, work, "teach")
     driver.find_element("id", "approve").click()
-    done = _until(lambda: arm.done[n:], 60, "the taught step's step_done")[0]
+    done = until(lambda: arm.done[n:], 60, "the taught step's step_done")[0]
     assert done["step"] == want and done["ok"], done
     time.sleep(1.0)  # the arm back up, recorded
     driver.find_element("id", "marksuccess").click()
-    _until(lambda: "success" in _text(driver, "notice").lower() or "marked" in _text(driver, "notice").lower(), 5,
+    until(lambda: "success" in _text(driver, "notice").lower() or "marked" in _text(driver, "notice").lower(), 5,
            lambda: f"the mark, not {_text(driver, 'notice')!r}")  # fmt: skip
     driver.find_element("id", "recstop").click()
     time.sleep(1.0)
@@ -332,7 +321,7 @@ def test_a_token_console_refuses_changes_without_it_and_bad_input_is_4xx(loop, t
             return e.code, json.loads(e.read())
 
     try:
-        _until(lambda: _ok(base + "/api/state"), 30, "the token console")
+        until(lambda: _ok(base + "/api/state"), 30, "the token console")
         for path, body in (("/api/task", {"task": "x"}), ("/api/approve", {}), ("/api/release", {"confirm": True}),
                            ("/api/teach", {"pick": [1, 1], "place": [2, 2]}), ("/api/record/start", {})):  # fmt: skip
             code, got = post(path, body)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_helpers import Robot, params_file, start_node, stop_nodes
+from ros_helpers import Robot, params_file, start_node, stop_nodes, wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
@@ -46,16 +46,6 @@ class Watch:
                 self.diag.append({"level": st.level, "message": st.message, **{kv.key: kv.value for kv in st.values}})
 
 
-def _wait(pred, timeout: float):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    return None
-
-
 @pytest.fixture
 def robot():
     rclpy.init()
@@ -69,14 +59,16 @@ def test_task_and_image_give_an_answer_then_a_requery_with_the_finished_step(rob
     w = Watch(robot)
     proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", max_steps=2), tmp_path / "p.log")
     try:
-        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        assert wait_for(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
         w.task.publish(String(data=robot.task.instruction))
-        first = _wait(lambda: w.answers, 30)
+        first = wait_for(lambda: w.answers, 30)
         assert first and parse_actions(first[0]).ok, first
-        assert _wait(lambda: w.annotated, 10) and w.annotated[-1].width == 448  # the frame, upscaled, with its points
+        assert (
+            wait_for(lambda: w.annotated, 10) and w.annotated[-1].width == 448
+        )  # the frame, upscaled, with its points
         w.done.publish(String(data=StepDone(first[0], True).to_json()))
-        assert _wait(lambda: len(w.answers) >= 2, 30), "no re-query after a successful step"
-        prompt = _wait(lambda: next((d["last_prompt"] for d in reversed(w.diag) if "You have finished" in
+        assert wait_for(lambda: len(w.answers) >= 2, 30), "no re-query after a successful step"
+        prompt = wait_for(lambda: next((d["last_prompt"] for d in reversed(w.diag) if "You have finished" in
                                      d.get("last_prompt", "")), None), 10)  # fmt: skip
         step1 = parse_actions(first[0]).steps[0]
         assert prompt and f"({step1.pick[0]:.3f}," in prompt  # LLaRA's history carries the executed step
@@ -93,15 +85,15 @@ def test_refusals_keep_the_node_alive_and_publish_no_action(robot, tmp_path):
     proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", max_image_age_s=0.5),
                       tmp_path / "p.log")  # fmt: skip
     try:
-        assert _wait(lambda: w.diag, 60)
+        assert wait_for(lambda: w.diag, 60)
         w.task.publish(String(data=robot.task.instruction))
-        assert _wait(lambda: any("no camera_info" in d["message"] and d["level"] == b"\x02" for d in w.diag), 10), (
+        assert wait_for(lambda: any("no camera_info" in d["message"] and d["level"] == b"\x02" for d in w.diag), 10), (
             w.diag[-3:]
         )
         robot.send_camera = False
         time.sleep(2.0)  # the newest frame is now older than max_image_age_s (with room for a slow machine)
         robot.send_info = True
-        assert _wait(lambda: any("stale image" in d["message"] for d in w.diag), 10)
+        assert wait_for(lambda: any("stale image" in d["message"] for d in w.diag), 10)
         assert w.answers == []
         w.task.publish(String(data=""))  # cleared: nothing is queried when the camera comes back
         robot.send_camera = True
@@ -131,11 +123,11 @@ def test_garbage_answers_are_published_as_text_and_reported(robot, tmp_path):
     proc = start_node("policy_node", params_file(tmp_path, "p", node="policy_node", model=str(model),
                                                  max_new_tokens=24), tmp_path / "p.log")  # fmt: skip
     try:
-        assert _wait(lambda: w.diag, 60)
+        assert wait_for(lambda: w.diag, 60)
         w.task.publish(String(data=robot.task.instruction))
-        got = _wait(lambda: w.answers, 30)
+        got = wait_for(lambda: w.answers, 30)
         assert got and not parse_actions(got[0]).ok
-        assert _wait(lambda: any(d.get("unparseable_answers") == "1" and d["level"] == b"\x02" for d in w.diag), 10)
+        assert wait_for(lambda: any(d.get("unparseable_answers") == "1" and d["level"] == b"\x02" for d in w.diag), 10)
         assert proc.poll() is None
     finally:
         stop_nodes(proc)
@@ -151,16 +143,16 @@ def test_with_backend_openai_the_node_acts_through_the_server_and_publishes_noth
                          remote={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 2.0, "retries": 0})  # fmt: skip
     proc = start_node("policy_node", params, tmp_path / "p.log")
     try:
-        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        assert wait_for(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
         w.task.publish(String(data=robot.task.instruction))
-        first = _wait(lambda: w.answers, 30)
+        first = wait_for(lambda: w.answers, 30)
         assert first and parse_actions(first[0]).ok, first
         server.kill()  # the GPU server goes away mid-episode
         server.wait()
         w.done.publish(String(data=StepDone(first[0], True).to_json()))  # the re-query now fails
-        assert _wait(lambda: any("RemoteError" in d["message"] and d["level"] == b"\x02" for d in w.diag), 30), w.diag[
-            -2:
-        ]
+        assert wait_for(lambda: any("RemoteError" in d["message"] and d["level"] == b"\x02" for d in w.diag), 30), (
+            w.diag[-2:]
+        )
         time.sleep(1.0)
         assert w.answers == first and proc.poll() is None  # no action from a failed query; the node lives
         assert "no action: model error: RemoteError" in (tmp_path / "p.log").read_text()
@@ -250,11 +242,11 @@ def test_the_loop_stops_waiting_for_a_step_done_that_never_comes(robot, tmp_path
     params = params_file(tmp_path, "p", node="policy_node", step_timeout_s=1.5, max_failures=2, on_failure="requery")
     proc = start_node("policy_node", params, tmp_path / "p.log")
     try:
-        assert _wait(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
+        assert wait_for(lambda: w.diag, 60), (tmp_path / "p.log").read_text()[-2000:]
         w.task.publish(String(data=robot.task.instruction))
-        assert _wait(lambda: w.answers, 30), "no first answer"
-        assert _wait(lambda: len(w.answers) >= 2, 20), "still waiting for a step_done after step_timeout_s"
-        assert _wait(lambda: any(d.get("phase") == "done" for d in w.diag), 20), w.diag[-1:]
+        assert wait_for(lambda: w.answers, 30), "no first answer"
+        assert wait_for(lambda: len(w.answers) >= 2, 20), "still waiting for a step_done after step_timeout_s"
+        assert wait_for(lambda: any(d.get("phase") == "done" for d in w.diag), 20), w.diag[-1:]
         assert "no step_done from the action node within 1.5 s" in (tmp_path / "p.log").read_text()
         time.sleep(3.0)
         assert len(w.answers) == 2 and proc.poll() is None  # max_failures reached: it stopped, it did not hang

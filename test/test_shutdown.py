@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from rcl_interfaces.srv import ListParameters
-from ros_helpers import GOOD_STEP, params_file, start_node, stop_nodes, wait_ready
+from ros_helpers import GOOD_STEP, params_file, start_node, stop_nodes, wait_for, wait_ready
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
@@ -30,15 +30,6 @@ from llara_ros.topics import COMMAND, TASK
 
 pytestmark = pytest.mark.ros
 EXIT_WITHIN_S = 2.0
-
-
-def _wait(pred, timeout: float):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if got := pred():
-            return got
-        time.sleep(0.05)
-    return None
 
 
 def _interrupt(proc: subprocess.Popen, log: Path, sig: signal.Signals) -> str:
@@ -67,7 +58,7 @@ def _up(robot, name: str, timeout: float = 60.0) -> None:
     try:
         assert client.wait_for_service(timeout_sec=timeout), f"{name} never came up"
         fut = client.call_async(ListParameters.Request())
-        assert _wait(fut.done, timeout), f"{name} does not spin"
+        assert wait_for(fut.done, timeout), f"{name} does not spin"
     finally:
         robot.node.destroy_client(client)
 
@@ -107,14 +98,14 @@ def test_ctrl_c_while_executing_holds_the_arm_and_reports_a_shutdown(robot, tmp_
     try:
         wait_ready(robot)
         robot.client.action_pub.publish(String(data=GOOD_STEP))
-        assert _wait(lambda: spy.trajectories, 20), log.read_text()[-2000:]
+        assert wait_for(lambda: spy.trajectories, 20), log.read_text()[-2000:]
         time.sleep(0.5)  # mid-segment
         sent = len(spy.trajectories)
         _interrupt(proc, log, signal.SIGINT)
-        assert _wait(lambda: len(spy.trajectories) > sent, 2), "no hold after the signal"
+        assert wait_for(lambda: len(spy.trajectories) > sent, 2), "no hold after the signal"
         hold = spy.trajectories[-1]
         assert len(hold.points) == 1 and list(hold.points[0].positions) == pytest.approx(list(HOME_Q))
-        report = _wait(lambda: [d for d in spy.done if d["step"] == GOOD_STEP], 2)
+        report = wait_for(lambda: [d for d in spy.done if d["step"] == GOOD_STEP], 2)
         assert report and not report[-1]["ok"] and report[-1]["reason"] == "stopped by shutdown (SIGINT)", spy.done
         assert "estop" not in log.read_text().lower()
     finally:
@@ -128,9 +119,9 @@ def test_sigterm_while_a_plan_waits_for_approval_answers_it_and_commands_nothing
     try:
         wait_ready(robot)
         robot.client.action_pub.publish(String(data=GOOD_STEP))
-        assert _wait(lambda: "waiting for approval" in log.read_text(), 20), log.read_text()[-2000:]
+        assert wait_for(lambda: "waiting for approval" in log.read_text(), 20), log.read_text()[-2000:]
         _interrupt(proc, log, signal.SIGTERM)
-        report = _wait(lambda: [d for d in spy.done if d["step"] == GOOD_STEP], 2)
+        report = wait_for(lambda: [d for d in spy.done if d["step"] == GOOD_STEP], 2)
         assert report and report[-1] == {"step": GOOD_STEP, "ok": False, "reason": "dropped by shutdown (SIGTERM)"}
         assert all(len(t.points) == 1 for t in spy.trajectories)  # at most a hold: no plan ever reached the arm
     finally:
@@ -177,7 +168,7 @@ def test_a_signal_while_the_model_runs_ends_the_policy_node_without_waiting_for_
     try:
         _up(robot, "policy_node")
         task.publish(String(data=robot.task.instruction))
-        assert _wait(lambda: server.requests, 30), log.read_text()[-2000:]  # the query is in the model's hands
+        assert wait_for(lambda: server.requests, 30), log.read_text()[-2000:]  # the query is in the model's hands
         _interrupt(proc, log, sig)
     finally:
         stop_nodes(proc)
