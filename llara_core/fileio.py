@@ -54,3 +54,13 @@ def expand_path(value: str, base_dir: str | os.PathLike[str] | None = None) -> s
     if base_dir is not None and not p.is_absolute():
         p = Path(base_dir) / p
     return str(p)
+
+
+def existing_path(value: str, what: str) -> Path:
+    """``value`` expanded (:func:`expand_path`) when it exists, else a UsageError naming ``what`` and the path."""
+    from llara_core.errors import UsageError
+
+    p = Path(expand_path(value))
+    if not p.exists():
+        raise UsageError(f"{what} {p} does not exist")
+    return p

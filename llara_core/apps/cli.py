@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from llara_core.config import add_arguments, from_args
 from llara_core.errors import LlaraError, UsageError
-from llara_core.fileio import expand_path
+from llara_core.fileio import existing_path, expand_path
 
 if TYPE_CHECKING:
     from llara_core.model.policy import PolicyConfig
@@ -42,14 +42,6 @@ def subcommand(
         return fn
 
     return register
-
-
-def _existing(path: str, what: str) -> Path:
-    """``path`` (``~`` expanded) when it exists, else UsageError naming ``what``."""
-    p = Path(expand_path(path))
-    if not p.exists():
-        raise UsageError(f"{what} {p} does not exist")
-    return p
 
 
 # -- action text -------------------------------------------------------------------------------
@@ -84,8 +76,8 @@ def _validate(p: argparse.ArgumentParser) -> Handler:
         from llara_core.datasets.reader import read_dataset
         from llara_core.datasets.records import DatasetError
 
-        root = _existing(args.dataset, "dataset")
-        images = _existing(args.image_root, "image root") if args.image_root else None
+        root = existing_path(args.dataset, "dataset")
+        images = existing_path(args.image_root, "image root") if args.image_root else None
         try:
             records = read_dataset(root, check_content=True, image_root=images)
         except DatasetError as exc:
@@ -126,7 +118,9 @@ def _dataset(p: argparse.ArgumentParser) -> Handler:
             if args.model:
                 from transformers import AutoTokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(_existing(args.model, "model folder"), local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(
+                    existing_path(args.model, "model folder"), local_files_only=True
+                )
             print(json.dumps(dataset_stats(args.datasets, tokenizer), indent=1))
         else:
             manifest = mix_datasets(args.datasets, args.out, parse_mix(args.mix), args.seed)
@@ -180,7 +174,7 @@ def _inspect(p: argparse.ArgumentParser) -> Handler:
         from llara_core.datasets.convert import format_inspection, inspect_bag
 
         cfg = from_args(ConversionConfig, args, args.config)
-        res = inspect_bag(_existing(args.bag, "bag"), cfg)
+        res = inspect_bag(existing_path(args.bag, "bag"), cfg)
         verdict = res["verdict"]
         print(json.dumps(res, indent=2) if args.json else format_inspection(res))
         return 0 if verdict["converts"] else 1
@@ -283,7 +277,7 @@ def _build_tiny(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from llara_core.model.tiny import build_tiny_model, dataset_texts
 
-        corpus = dataset_texts([_existing(c, "corpus dataset") for c in args.corpus])
+        corpus = dataset_texts([existing_path(c, "corpus dataset") for c in args.corpus])
         if not corpus:
             raise UsageError("the corpus datasets hold no text")
         path = build_tiny_model(args.out, corpus, from_args(TinySpec, args), seed=args.seed)
@@ -422,7 +416,7 @@ def _predict(p: argparse.ArgumentParser) -> Handler:
         if args.instruction is not None and not args.instruction.strip():
             raise UsageError("--instruction is empty: give the task, e.g. 'put the red block into the bowl'")
         try:
-            with Image.open(_existing(args.image, "image")) as im:
+            with Image.open(existing_path(args.image, "image")) as im:
                 image = np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError) as exc:  # a folder, an unreadable or truncated file
             raise UsageError(f"{args.image} is not an image file ({exc})") from exc
@@ -455,8 +449,8 @@ def _import_llava(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from llara_core.model.import_llava import import_llava
 
-        clip = _existing(args.clip, "CLIP folder") if args.clip else None
-        print(f"llava-hf model written to {import_llava(_existing(args.src, 'checkpoint folder'), args.out, clip)}")
+        clip = existing_path(args.clip, "CLIP folder") if args.clip else None
+        print(f"llava-hf model written to {import_llava(existing_path(args.src, 'checkpoint folder'), args.out, clip)}")
         return 0
 
     return run
@@ -473,7 +467,7 @@ def _merge_lora(p: argparse.ArgumentParser) -> Handler:
     def run(args: argparse.Namespace) -> int:
         from llara_core.model.train import merge_lora
 
-        print(f"merged model written to {merge_lora(_existing(args.lora, 'LoRA folder'), args.out)}")
+        print(f"merged model written to {merge_lora(existing_path(args.lora, 'LoRA folder'), args.out)}")
         return 0
 
     return run
@@ -557,16 +551,16 @@ def _plan(p: argparse.ArgumentParser) -> Handler:
         from llara_core.planning import Planner, RobotConfig, load_kinematics
         from llara_core.planning.planner import NODE_ONLY_KEYS
 
-        cfg = load_node_config(RobotConfig, _existing(args.config, "config"), args.node, ignore=NODE_ONLY_KEYS)
+        cfg = load_node_config(RobotConfig, existing_path(args.config, "config"), args.node, ignore=NODE_ONLY_KEYS)
         if args.camera_info:
-            cfg = dataclasses.replace(cfg, camera_info_file=str(_existing(args.camera_info, "calibration file")))
+            cfg = dataclasses.replace(cfg, camera_info_file=str(existing_path(args.camera_info, "calibration file")))
         kin = None if args.no_ik or not cfg.urdf else load_kinematics(cfg)
         planner = Planner(cfg, kinematics=kin)
         image = None
         if args.image:
             from PIL import Image
 
-            with Image.open(_existing(args.image, "image")) as im:
+            with Image.open(existing_path(args.image, "image")) as im:
                 image = np.asarray(im.convert("RGB"))
         if (args.text is None) == (args.jsonl is None):
             raise UsageError("give one action TEXT or --jsonl FILE")
@@ -575,7 +569,7 @@ def _plan(p: argparse.ArgumentParser) -> Handler:
             print(json.dumps(out))
             return 0 if out["ok"] else 1
         refused = 0
-        stream = sys.stdin if args.jsonl == "-" else open(_existing(args.jsonl, "jsonl file"))
+        stream = sys.stdin if args.jsonl == "-" else open(existing_path(args.jsonl, "jsonl file"))
         with stream:
             for out in planner.plan_lines(stream, image):
                 refused += not out["ok"]

@@ -83,16 +83,14 @@ def split_dataset_spec(spec: str | os.PathLike[str]) -> tuple[Path, Path | None]
 def existing_specs(specs: Sequence[str]) -> list[str]:
     """Dataset specs (``PATH`` or ``FILE.json=IMAGE_ROOT``) with ``~`` and ``$VARS`` expanded in both parts;
     UsageError naming the first part that does not exist (before any training starts)."""
-    from llara_core.errors import UsageError
-    from llara_core.fileio import expand_path
+    from llara_core.fileio import existing_path
 
     out = []
     for spec in specs:
         path, images = split_dataset_spec(spec)
-        parts = [Path(expand_path(str(p))) for p in (path, images) if p is not None]
-        for part, what in zip(parts, ("dataset", "image root"), strict=False):
-            if not part.exists():
-                raise UsageError(f"{what} {part} does not exist")
+        parts = [
+            existing_path(str(p), what) for p, what in ((path, "dataset"), (images, "image root")) if p is not None
+        ]
         out.append("=".join(map(str, parts)))
     return out
 
