@@ -82,6 +82,12 @@ def main() -> int:
         choices=("token_accuracy", "loss"),
         help="what early stopping judges on the held-out main-task records",
     )
+    ap.add_argument(
+        "--min-improvement",
+        type=float,
+        default=0.005,
+        help="gain of the validation figure that resets the patience (0.005: ~3 of ~550 answer tokens)",
+    )
     ap.add_argument("--max-main-steps", type=int, default=3000, help="main-task steps at most per model")
     ap.add_argument("--val-fraction", type=float, default=0.1, help="episodes held out for validation and probes")
     ap.add_argument("--base-steps", type=int, default=1500, help="grounding steps of the shared base model")
@@ -146,6 +152,7 @@ def main() -> int:
                     cfg = TrainConfig(max_steps=round(a.max_main_steps * scale), batch_size=a.batch_size, lr=a.lr,
                                       mix=mix, val_fraction=a.val_fraction, val_kinds=(main_kind,),
                                       eval_steps=round(a.check_every * scale), early_stopping_patience=a.patience,
+                                      early_stopping_threshold=a.min_improvement,
                                       schedule=a.schedule, val_metric=a.val_metric, seed=seed, resume=True, freeze_vision=True,
                                       progress=False)  # fmt: skip
                     m = train(datasets, base, out, cfg)

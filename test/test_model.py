@@ -609,3 +609,17 @@ def test_plateau_schedule_halves_the_rate_when_the_validation_loss_stalls(tiny, 
     assert min(lrs) <= cfg.lr / 2 + 1e-12, lrs  # halved at least once before the early stop
     with pytest.raises(ValueError, match="plateau"):
         TrainConfig(schedule="plateau", val_fraction=0.0)
+
+
+def test_a_resumed_run_applies_its_own_patience_and_threshold(tiny, dataset, tmp_path):
+    """transformers rebuilds the early-stopping callback from the checkpoint's arguments; the resumed run's settings
+    must win (here: a threshold no validation can beat, patience 1 → it stops at the first validation after)."""
+    common = dict(batch_size=2, lr=0.01, warmup_ratio=0.0, schedule="wsd", val_fraction=0.5, mix={"inbc": 1.0},
+                  eval_steps=2, val_metric="token_accuracy", logging_steps=1, progress=False)  # fmt: skip
+    first = train([dataset], tiny, tmp_path / "r", TrainConfig(max_steps=6, early_stopping_patience=50, **common))
+    assert first["steps"] == 6
+    cfg = TrainConfig(max_steps=80, early_stopping_patience=1, early_stopping_threshold=1.0, resume=True, **common)
+    again = train([dataset], tiny, tmp_path / "r", cfg)
+    assert again["resumed_from"].endswith("checkpoint-6") and again["steps"] == 8, again["steps"]
+    with pytest.raises(ValueError, match="threshold"):
+        TrainConfig(early_stopping_threshold=-0.1)
