@@ -101,6 +101,11 @@ def main() -> int:
     ap.add_argument("--vision-model", help="a tiny model whose pretrained vision tower all runs share")
     ap.add_argument("--vision-steps", type=int, default=1500, help="tower pretraining steps (without --vision-model)")
     ap.add_argument("--scenes", type=int, default=1000, help="rendered layouts per family for the tower")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="only rewrite RESULTS.md and ablation.json from the finished models (e.g. while a run goes on)",
+    )
     ap.add_argument("--work", default=".ablation-work")
     ap.add_argument("--docs", default="docs")
     a = ap.parse_args()
@@ -109,30 +114,13 @@ def main() -> int:
     from llara_core.fileio import atomic_write_json
     from llara_core.model.runtime import VLMPolicy
     from llara_core.model.train import TrainConfig, train
-    from llara_core.sim.demonstrations import DemosConfig, generate_demos
     from llara_core.sim.tasks import FAMILIES
 
     work = Path(a.work)
     sizes = [int(s) for s in a.sizes.split(",")]
     seeds = [int(s) for s in a.seeds.split(",")]
-    data = {"l1_placement": a.data_l1, "multi_step": a.data_multi}
-    for fam, share in SHARES:  # the largest size (smaller ones are subsets) and as many again for the base
-        if not data[fam]:
-            data[fam] = str(work / "data" / fam)
-            if not (Path(data[fam]) / "data.json").is_file():
-                generate_demos(DemosConfig(out=str(data[fam]), task_family=(fam,),
-                                           episodes=2 * round(max(sizes) * share), seed=10000, record_hz=2.0))  # fmt: skip
-    from llara_core.model.tiny import dataset_texts
-
-    corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
-    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus, a)
-    used = {fam: _episodes(fam, share, max(sizes)) for fam, share in SHARES}
-    base = _grounded_base(work / "base", vision, corpus, data, used, a)
+    base = None if a.report else _prepare(work, sizes, a)  # data, tower, shared base, subsets (reused)
     results: dict[str, dict[str, list[dict]]] = {}
-    for size in sizes:
-        for fam, share in SHARES:
-            keep = _episodes(fam, share, size)
-            _subset(Path(data[fam]), work / f"subset_{size}" / fam, lambda ep, keep=keep: ep in keep)
     # seed-major: after the first 3 * len(sizes) models every cell of the table has a run
     for seed in seeds:
         for size in sizes:
@@ -146,6 +134,8 @@ def main() -> int:
                 done = out / "ablation_row.json"  # a finished model is not trained or evaluated again
                 if done.is_file():
                     row = json.loads(done.read_text())
+                elif a.report:
+                    continue
                 else:
                     t0 = time.perf_counter()
                     scale = sum(mix.values()) / mix[main_kind]  # optimizer steps per main-task step
@@ -155,6 +145,7 @@ def main() -> int:
                                       early_stopping_threshold=a.min_improvement,
                                       schedule=a.schedule, val_metric=a.val_metric, seed=seed, resume=True, freeze_vision=True,
                                       progress=False)  # fmt: skip
+                    assert base is not None  # prepared unless --report, which trains nothing
                     m = train(datasets, base, out, cfg)
                     t_train = time.perf_counter() - t0
                     policy = VLMPolicy.from_pretrained(out)
@@ -182,6 +173,29 @@ def main() -> int:
                 print(key, seed, {k: row[k] for k in (*FAMILIES, "steps", "minutes")}, flush=True)
                 _write(Path(a.docs), results, a, list(FAMILIES))
     return 0
+
+
+def _prepare(work: Path, sizes: list[int], a: argparse.Namespace) -> Path:
+    """Demonstrations, the pretrained tower, the shared grounded base and the per-size subsets (each made once)."""
+    from llara_core.model.tiny import dataset_texts
+    from llara_core.sim.demonstrations import DemosConfig, generate_demos
+
+    data = {"l1_placement": a.data_l1, "multi_step": a.data_multi}
+    for fam, share in SHARES:  # the largest size (smaller ones are subsets) and as many again for the base
+        if not data[fam]:
+            data[fam] = str(work / "data" / fam)
+            if not (Path(data[fam]) / "data.json").is_file():
+                generate_demos(DemosConfig(out=str(data[fam]), task_family=(fam,),
+                                           episodes=2 * round(max(sizes) * share), seed=10000, record_hz=2.0))  # fmt: skip
+    corpus = dataset_texts(data.values())  # one tokenizer corpus: every base gets the same tokenizer
+    vision = Path(a.vision_model) if a.vision_model else _pretrained_tower(work / "vision", data, corpus, a)
+    used = {fam: _episodes(fam, share, max(sizes)) for fam, share in SHARES}
+    base = _grounded_base(work / "base", vision, corpus, data, used, a)
+    for size in sizes:
+        for fam, share in SHARES:
+            keep = _episodes(fam, share, size)
+            _subset(Path(data[fam]), work / f"subset_{size}" / fam, lambda ep, keep=keep: ep in keep)
+    return base
 
 
 def _episodes(family: str, share: float, size: int) -> set[str]:
@@ -284,6 +298,9 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         if with_aux and without:
             stats[size] = {f: paired_bootstrap([r["per_seed"][f] for r in with_aux], [r["per_seed"][f] for r in without])
                            for f in families}  # fmt: skip
+            # every family's episodes as one paired sample: the single "how big" of the claim
+            stats[size]["all"] = paired_bootstrap([[x for f in families for x in r["per_seed"][f]] for r in with_aux],
+                                                  [[x for f in families for x in r["per_seed"][f]] for r in without])  # fmt: skip
     atomic_write_json(docs / "ablation.json", {"args": vars(a), "results": results, "aux_minus_no_aux": stats})
     done = sum(len(v["runs"]) for v in results.values())
     total = len(sizes) * len(a.seeds.split(",")) * len(VARIANTS)
@@ -336,6 +353,10 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         ]
         for f, st in per.items():
             sig = st["lo"] > 0 or st["hi"] < 0
+            if f == "all":
+                lines.append(f"| all families | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | "
+                             f"{'yes' if sig else 'no'} ({st['runs']} runs × {st['episodes']} episodes) |")  # fmt: skip
+                continue
             lines.append(f"| {f} | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | {'yes' if sig else 'no'} "
                          f"({st['runs']} runs × {st['episodes']} seeds) |")  # fmt: skip
             reading.append((size, f, st, sig))
@@ -355,6 +376,18 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         )
         text += f"They hurt significantly in {losses}. " if losses else ""
         text += "Elsewhere the 95 % interval contains zero: no difference this grid can resolve."
+        for size, per in stats.items():
+            st = per["all"]
+            verdict = ("a significant gain" if st["lo"] > 0 else "a significant loss" if st["hi"] < 0
+                       else "not significant")  # fmt: skip
+            text += (f" Over all families at {size} episodes ({st['episodes']} paired episodes per run, {st['runs']} "
+                     f"runs): {st['diff']:+.1f} points, 95 % CI [{st['lo']:+.1f}, {st['hi']:+.1f}], {verdict}.")  # fmt: skip
+            loc = {v: [p["localization"]["accuracy"] for r in results.get(f"{v}/{size}", {}).get("runs", [])
+                       for p in r["probe"].values() if p["localization"]["accuracy"] is not None] for v in COMPARE}  # fmt: skip
+            if all(loc.values()):
+                text += (f" Localization on held-out frames: {100 * statistics.mean(loc[COMPARE[0]]):.0f} % with the "
+                         f"auxiliary tasks vs {100 * statistics.mean(loc[COMPARE[1]]):.0f} % without — what they "
+                         "teach directly.")  # fmt: skip
         lines += ["## Reading", "", text]
     atomic_write_bytes(docs / "RESULTS.md", ("\n".join(lines) + "\n").encode())
 

@@ -590,11 +590,16 @@ def test_the_ablation_script_runs_its_whole_grid_on_a_tiny_dataset_and_resumes(t
     assert rows["d_inbc_aux/8"]["main_samples"] == rows["d_inbc/8"]["main_samples"]
     assert all(len(r["per_seed"]["l1_placement"]) == 2 and r["probe"]["l1_placement"]["localization"]["n"] > 0
                for r in rows.values())  # fmt: skip
-    assert set(out["aux_minus_no_aux"]["8"]) == {"l1_placement", "l2_combinatorial", "l3_novel", "multi_step"}
+    assert set(out["aux_minus_no_aux"]["8"]) == {"l1_placement", "l2_combinatorial", "l3_novel", "multi_step", "all"}
+    assert out["aux_minus_no_aux"]["8"]["all"]["episodes"] == 4 * 2  # every family's episodes, paired
     text = (tmp_path / "docs" / "RESULTS.md").read_text()
     assert "All 3 models done." in text and "95 % CI" in text and "## Reading" in text
+    assert "Over all families at 8 episodes" in text
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "Writing model shards" not in again.stderr  # nothing trained again
+    (tmp_path / "docs" / "RESULTS.md").unlink()
+    report = subprocess.run([*cmd, "--report"], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and (tmp_path / "docs" / "RESULTS.md").read_text() == text
 
 
 def test_plateau_schedule_halves_the_rate_when_the_validation_loss_stalls(tiny, dataset, tmp_path):
