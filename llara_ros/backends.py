@@ -106,8 +106,8 @@ def wait_acked(publishers: Any, timeout_s: float) -> None:
     A reliable writer destroyed at once can drop what is not yet acknowledged (seen under load at shutdown: the
     hold trajectory never arrived). The context can go down between the check and the call (a second signal).
     """
-    from rclpy.duration import Duration as RclpyDuration
     from rclpy._rclpy_pybind11 import RCLError  # not re-exported by rclpy.exceptions
+    from rclpy.duration import Duration as RclpyDuration
 
     for pub in publishers:
         try:

@@ -103,6 +103,43 @@ def save_gif(frames: list[np.ndarray], caption: str, path: Path) -> None:
     tmp.replace(path)
 
 
+def _start_model_server(out: Path, params: dict[str, Any]) -> subprocess.Popen:
+    """``llara serve`` (the shipped model) on a free loopback port, as on a GPU machine; the policy node's
+    parameters are pointed at it."""
+    from llara_core.serving.client import wait_until_healthy
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    print(f"0. starting llara serve (shipped model) on 127.0.0.1:{port}: log in {out}/logs/llara_serve.log")
+    server = subprocess.Popen([sys.executable, "-m", "llara_core.apps.cli", "serve", "--port", str(port)],
+                              stdout=(out / "logs" / "llara_serve.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    wait_until_healthy(f"http://127.0.0.1:{port}/v1", 120, alive=lambda: server.poll() is None)
+    params["policy_node"]["ros__parameters"].update(
+        backend="openai", remote={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 10.0}
+    )
+    return server
+
+
+def _convert_recorded(out: Path) -> str:
+    """Convert the recorded bags as a user does (the shipped conversion config: it gives the simulator's camera
+    pose, a venv has no tf); the stage's verdict."""
+    from llara_core.datasets.convert import ConversionConfig, convert_bags
+    from llara_core.resources import resource_path
+
+    bags = sorted(p for p in (out / "bags").glob("episode_*") if p.is_dir())
+    try:
+        cfg = ConversionConfig.from_yaml(resource_path("config", "conversion.yaml"))
+        report = convert_bags(bags, out / "dataset", cfg, progress=False)
+    except Exception as exc:  # the demo reports every stage, whatever it raised
+        return f"FAILED: {type(exc).__name__}: {exc}"
+    print(f"3. {len(bags)} recorded bags in {out / 'bags'} converted into {out / 'dataset'}: "
+          f"samples {report['samples']}, excluded (unsuccessful) {len(report['excluded'])}, "
+          f"skipped {len(report['skipped'])}")  # fmt: skip
+    return "ok" if bags and not report["skipped"] else f"FAILED: {report['skipped']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m llara_ros.dds_demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=5, help="held-out seeds 0..N-1 (default 5)")
@@ -130,7 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from std_srvs.srv import SetBool, Trigger
 
-    from llara_core.datasets.convert import ConversionConfig, convert_bags
     from llara_core.fileio import atomic_write_json
     from llara_core.resources import resource_path
     from llara_ros.loop_client import LoopClient
@@ -148,21 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     params["recorder_node"] = {"ros__parameters": {"output_dir": str(out / "bags"), "episode_prefix": "episode",
                                                    "checkpoint_s": 0.5, "use_sim_time": True}}  # fmt: skip
-    server = None
-    if a.backend == "openai":  # the model behind an OpenAI-compatible server, as on a GPU machine
-        from llara_core.serving.client import wait_until_healthy
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        print(f"0. starting llara serve (shipped model) on 127.0.0.1:{port}: log in {out}/logs/llara_serve.log")
-        server = subprocess.Popen([sys.executable, "-m", "llara_core.apps.cli", "serve", "--port", str(port)],
-                                  stdout=(out / "logs" / "llara_serve.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-        wait_until_healthy(f"http://127.0.0.1:{port}/v1", 120, alive=lambda: server.poll() is None)
-        params["policy_node"]["ros__parameters"].update(
-            backend="openai", remote={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 10.0}
-        )
+    server = _start_model_server(out, params) if a.backend == "openai" else None
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     stages: dict[str, str] = {}
     t0 = time.perf_counter()
@@ -238,17 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
 
-    bags = sorted(p for p in (out / "bags").glob("episode_*") if p.is_dir())
-    try:
-        # the shipped conversion config, as a user converts (it gives the simulator's camera pose: a venv has no tf)
-        cfg = ConversionConfig.from_yaml(resource_path("config", "conversion.yaml"))
-        report = convert_bags(bags, out / "dataset", cfg, progress=False)
-        stages["record -> convert"] = "ok" if bags and not report["skipped"] else f"FAILED: {report['skipped']}"
-        print(f"3. {len(bags)} recorded bags in {out / 'bags'} converted into {out / 'dataset'}: "
-              f"samples {report['samples']}, excluded (unsuccessful) {len(report['excluded'])}, "
-              f"skipped {len(report['skipped'])}")  # fmt: skip
-    except Exception as exc:  # the demo reports every stage, whatever it raised
-        stages["record -> convert"] = f"FAILED: {type(exc).__name__}: {exc}"
+    stages["record -> convert"] = _convert_recorded(out)
 
     successes = sum(r["event"] == "success" for r in rows)
     metrics = {
