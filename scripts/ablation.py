@@ -134,6 +134,11 @@ def main() -> int:
                 done = out / "ablation_row.json"  # a finished model is not trained or evaluated again
                 if done.is_file():
                     row = json.loads(done.read_text())
+                    metrics = out / "train_metrics.json"
+                    if "resumed" not in row and metrics.is_file():  # rows written before these fields
+                        m = json.loads(metrics.read_text())
+                        row["resumed"] = m["resumed_from"] is not None
+                        row["best_main_step"] = _best_main_step(m, row["steps"] / row["main_samples"] * a.batch_size)
                 elif a.report:
                     continue
                 else:
@@ -166,6 +171,8 @@ def main() -> int:
                     row["best_metric"] = m["best_metric"]
                     row["stopped_early"] = m["steps"] < cfg.max_steps
                     row["probe"] = probe
+                    row["resumed"] = m["resumed_from"] is not None  # its minutes count this process only
+                    row["best_main_step"] = _best_main_step(m, scale)
                     row["minutes_train"] = t_train / 60
                     row["minutes"] = (time.perf_counter() - t0) / 60
                     atomic_write_json(done, row)
@@ -196,6 +203,12 @@ def _prepare(work: Path, sizes: list[int], a: argparse.Namespace) -> Path:
             keep = _episodes(fam, share, size)
             _subset(Path(data[fam]), work / f"subset_{size}" / fam, lambda ep, keep=keep: ep in keep)
     return base
+
+
+def _best_main_step(metrics: dict, scale: float) -> int | None:
+    """The main-task step of the checkpoint kept (the best validation), from train()'s metrics."""
+    best = metrics.get("best_checkpoint")
+    return round(int(best.rsplit("-", 1)[1]) / scale) if best else None
 
 
 def _episodes(family: str, share: float, size: int) -> set[str]:
@@ -311,7 +324,7 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         f"trained {a.base_steps} steps on localization questions about episodes no variant uses). Every variant sees "
         f"the same main-task samples per step budget: auxiliary samples come as extra steps. Each model trained until "
         f"its main-task validation {a.val_metric.replace('_', ' ')} ({a.val_fraction:.0%} of the episodes held out) "
-        f"did not improve for "
+        f"did not improve by more than {a.min_improvement:g} for "
         f"{a.patience} checks {a.check_every} main-task steps apart (at most {a.max_main_steps}), batch "
         f"{a.batch_size}, lr {a.lr:g} ({a.schedule} schedule); the best checkpoint is the model. {a.eval_episodes} held-out seeds per family, "
         "the same for every model; mean ± std over training seeds. Produced by `scripts/ablation.py` (`make "
@@ -319,16 +332,20 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         "",
         f"**{done} of {total} models done.**" if done < total else f"All {total} models done.",
         "",
-        "| variant / episodes | runs | " + " | ".join(families) + " | main-task steps used | minutes per model |",
+        "| variant / episodes | runs | "
+        + " | ".join(families)
+        + " | main-task steps run (best kept) | minutes per model |",
         "|---|---|" + "---|" * len(families) + "---|---|",
     ]
     order = {name: i for i, name in enumerate(VARIANTS)}
     for key, v in sorted(results.items(), key=lambda kv: (int(kv[0].split("/")[1]), order[kv[0].split("/")[0]])):
         runs = v["runs"]
         cells = [_mean_sd([100 * r[f] for r in runs]) for f in families]
-        used = ", ".join(str(r["main_samples"] // a.batch_size) for r in runs)
-        lines.append(f"| {key} | {len(runs)} | " + " | ".join(cells)
-                     + f" | {used} | {_mean_sd([r['minutes'] for r in runs])} |")  # fmt: skip
+        used = ", ".join(f"{r['main_samples'] // a.batch_size} (best {r.get('best_main_step')})" for r in runs)
+        minutes = _mean_sd([r["minutes"] for r in runs]) + (" †" if any(r.get("resumed") for r in runs) else "")
+        lines.append(f"| {key} | {len(runs)} | " + " | ".join(cells) + f" | {used} | {minutes} |")  # fmt: skip
+    if any(r.get("resumed") for v in results.values() for r in v["runs"]):
+        lines += ["", "† includes a model resumed after an interruption: its minutes count the last process only."]
     lines += ["", "## What the auxiliary tasks teach, measured directly (held-out validation frames)", "",
               "| variant / episodes | localization accuracy (centre within 0.05) | detection recall | precision |",
               "|---|---|---|---|"]  # fmt: skip
