@@ -75,14 +75,14 @@ class TrainConfig:
     early_stopping_patience: int = setting(
         0, "stop after this many validations without improvement and keep the best checkpoint (0: off)"
     )
-    # The loss on a small validation set bottoms out while the policy is still useless: once the answers are mostly
-    # right, a few confident wrong digits raise it (the first ablation model stopped there at 0-2 % success). The
-    # share of answer tokens predicted right (TRL's mean_token_accuracy) keeps rising as long as the answers improve.
     early_stopping_threshold: float = setting(
         0.0,
         "a validation counts as an improvement only when it beats the best by more than this (e.g. 0.005 of token "
         "accuracy: on a small validation set a few tokens' noise would otherwise reset the patience)",
     )
+    # The loss on a small validation set bottoms out while the policy is still useless: once the answers are mostly
+    # right, a few confident wrong digits raise it (the first ablation model stopped there at 0-2 % success). The
+    # share of answer tokens predicted right (TRL's mean_token_accuracy) keeps rising as long as the answers improve.
     val_metric: Literal["loss", "token_accuracy"] = setting(
         "loss",
         "what early stopping and the plateau schedule judge: the validation loss, or token_accuracy (share of answer "
@@ -475,8 +475,7 @@ def train(
     }
     if val_ds:
         final = trainer.evaluate()
-        metrics.update({k[len("eval_"):] if k != "eval_loss" else k: v for k, v in final.items()
-                        if k in ("eval_loss", "eval_token_accuracy")})  # fmt: skip
+        metrics.update({k: final[k] for k in ("eval_loss", "eval_token_accuracy") if k in final})
 
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)  # the Trainer trains this object in place
@@ -504,4 +503,5 @@ def answer_token_accuracy(pred: Any) -> dict[str, float]:
 
 def metrics_summary(metrics: dict[str, Any]) -> str:
     """One line for the CLI."""
-    return json.dumps({k: metrics[k] for k in ("steps", "train_loss", "eval_loss", "seconds") if k in metrics})
+    keys = ("steps", "train_loss", "eval_loss", "eval_token_accuracy", "seconds")
+    return json.dumps({k: metrics[k] for k in keys if k in metrics})
