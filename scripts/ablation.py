@@ -401,6 +401,9 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
             f"{f} at {n} episodes ({st['diff']:.1f})" for n, f, st, sig in reading if sig and st["diff"] < 0
         )
         text = "" if done == total else f"Provisional: {done} of {total} models. "
+        if min(st["runs"] for _, _, st, _ in reading) < 2:
+            text += ("With one training seed per variant the intervals cover the evaluation seeds only, not how much "
+                     "another training seed would change the model. ")  # fmt: skip
         text += (
             f"The auxiliary tasks improved success significantly in {gains}. "
             if gains
@@ -416,6 +419,11 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
                      f"runs): {st['diff']:+.1f} points, 95 % CI [{st['lo']:+.1f}, {st['hi']:+.1f}], {verdict}.")  # fmt: skip
             loc = {v: [p["localization"]["accuracy"] for r in results.get(f"{v}/{size}", {}).get("runs", [])
                        for p in r["probe"].values() if p["localization"]["accuracy"] is not None] for v in COMPARE}  # fmt: skip
+            steps = {v: [r["main_samples"] // a.batch_size for r in results.get(f"{v}/{size}", {}).get("runs", [])]
+                     for v in COMPARE}  # fmt: skip
+            text += (f" Early stopping ended D-inBC + aux after {statistics.mean(steps[COMPARE[0]]):.0f} main-task steps "
+                     f"and D-inBC after {statistics.mean(steps[COMPARE[1]]):.0f} (mean; equal exposure per step, not in "
+                     "total: each trained as long as its own main-task validation kept improving).")  # fmt: skip
             if all(loc.values()):
                 text += (f" Localization on held-out frames: {100 * statistics.mean(loc[COMPARE[0]]):.0f} % with the "
                          f"auxiliary tasks vs {100 * statistics.mean(loc[COMPARE[1]]):.0f} % without — what they "
