@@ -132,6 +132,7 @@ def main() -> int:
                 key = f"{name}/{size}"
                 out = work / "models" / f"{name}_{size}_{seed}"
                 done = out / "ablation_row.json"  # a finished model is not trained or evaluated again
+                scale = sum(mix.values()) / mix[main_kind]  # optimizer steps per main-task step
                 if done.is_file():
                     row = json.loads(done.read_text())
                     metrics = out / "train_metrics.json"
@@ -139,12 +140,11 @@ def main() -> int:
                         m = json.loads(metrics.read_text())
                         row["resumed"] = m["resumed_from"] is not None
                         row["minutes_full_train"] = _full_train_minutes(m)
-                        row["best_main_step"] = _best_main_step(m, row["steps"] / row["main_samples"] * a.batch_size)
+                        row["best_main_step"] = _best_main_step(m, scale)
                 elif a.report:
                     continue
                 else:
                     t0 = time.perf_counter()
-                    scale = sum(mix.values()) / mix[main_kind]  # optimizer steps per main-task step
                     cfg = TrainConfig(max_steps=round(a.max_main_steps * scale), batch_size=a.batch_size, lr=a.lr,
                                       mix=mix, val_fraction=a.val_fraction, val_kinds=(main_kind,),
                                       eval_steps=round(a.check_every * scale), early_stopping_patience=a.patience,
@@ -385,13 +385,11 @@ def _write(docs: Path, results: dict, a: argparse.Namespace, families: list[str]
         ]
         for f, st in per.items():
             sig = st["lo"] > 0 or st["hi"] < 0
-            if f == "all":
-                lines.append(f"| all families | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | "
-                             f"{'yes' if sig else 'no'} ({st['runs']} runs × {st['episodes']} episodes) |")  # fmt: skip
-                continue
-            lines.append(f"| {f} | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | {'yes' if sig else 'no'} "
-                         f"({st['runs']} runs × {st['episodes']} seeds) |")  # fmt: skip
-            reading.append((size, f, st, sig))
+            label, unit = ("all families", "episodes") if f == "all" else (f, "seeds")
+            lines.append(f"| {label} | {st['diff']:+.1f} | [{st['lo']:+.1f}, {st['hi']:+.1f}] | {'yes' if sig else 'no'} "
+                         f"({st['runs']} runs × {st['episodes']} {unit}) |")  # fmt: skip
+            if f != "all":  # the pooled figure has its own sentence in the reading
+                reading.append((size, f, st, sig))
         lines.append("")
     if reading:
         gains = ", ".join(
